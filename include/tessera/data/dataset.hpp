@@ -1,0 +1,73 @@
+// tessera/data/dataset.hpp - an in-memory data set: float32 features, row-major, and targets
+// (a class index or target_dim values per row).
+#pragma once
+
+#include <cmath>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tessera/core/matrix.hpp"
+
+namespace tessera::data {
+
+struct Dataset {
+  Matrix features;                         ///< rows x cols, row-major
+  std::vector<float> targets;              ///< rows x target_dim
+  std::size_t target_dim = 1;
+  std::vector<std::string> feature_names;  ///< empty or one per column
+  std::string target_name;
+
+  Dataset() = default;
+  Dataset(Matrix x, std::vector<float> y, std::size_t tdim = 1) : features(std::move(x)), targets(std::move(y)), target_dim(tdim) {
+    detail::require(tdim > 0 && targets.size() == features.rows() * tdim, ErrorKind::shape,
+                    "Dataset: " + std::to_string(features.rows()) + " rows need " +
+                        std::to_string(features.rows() * tdim) + " targets (" + std::to_string(tdim) +
+                        " per row), got " + std::to_string(targets.size()));
+  }
+
+  [[nodiscard]] std::size_t rows() const noexcept { return features.rows(); }
+  [[nodiscard]] std::size_t cols() const noexcept { return features.cols(); }
+  [[nodiscard]] bool empty() const noexcept { return features.rows() == 0; }
+  [[nodiscard]] MatrixView x() const noexcept { return features.view(); }
+  [[nodiscard]] std::span<const float> y() const noexcept { return targets; }
+
+  /// Number of classes when the targets are class indices: 1 + the largest label.
+  [[nodiscard]] std::size_t num_classes() const {
+    float m = -1.0f;
+    for (float v : targets) m = v > m ? v : m;
+    return static_cast<std::size_t>(m + 1.0f);
+  }
+
+  /// The rows named by `index`, in that order.
+  [[nodiscard]] Dataset subset(std::span<const std::size_t> index) const {
+    Dataset out;
+    out.features = Matrix(index.size(), cols());
+    out.targets.resize(index.size() * target_dim);
+    out.target_dim = target_dim;
+    out.feature_names = feature_names;
+    out.target_name = target_name;
+    for (std::size_t i = 0; i < index.size(); ++i) {
+      detail::require(index[i] < rows(), ErrorKind::invalid_argument,
+                      "Dataset::subset: row " + std::to_string(index[i]) + " out of range (" + std::to_string(rows()) + " rows)");
+      std::copy(features.row(index[i]), features.row(index[i]) + cols(), out.features.row(i));
+      std::copy(targets.begin() + static_cast<std::ptrdiff_t>(index[i] * target_dim),
+                targets.begin() + static_cast<std::ptrdiff_t>((index[i] + 1) * target_dim),
+                out.targets.begin() + static_cast<std::ptrdiff_t>(i * target_dim));
+    }
+    return out;
+  }
+};
+
+/// Checks that every target is a class index in [0, classes): an integer, not NaN.
+inline void check_class_labels(const Dataset& d, std::size_t classes, const std::string& where) {
+  for (std::size_t r = 0; r < d.targets.size(); ++r) {
+    const float v = d.targets[r];
+    if (!(v >= 0.0f) || v != std::floor(v) || v >= static_cast<float>(classes))
+      detail::fail(ErrorKind::invalid_argument,
+                   where + ": row " + std::to_string(r / d.target_dim) + " has label " + std::to_string(v) +
+                       ", expected an integer class in [0, " + std::to_string(classes) + ")");
+  }
+}
+
+}  // namespace tessera::data

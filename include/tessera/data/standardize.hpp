@@ -1,0 +1,54 @@
+// tessera/data/standardize.hpp - feature standardisation fitted on training data only.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "tessera/data/dataset.hpp"
+
+namespace tessera::data {
+
+/// x' = (x - mean) / std per column; a constant column (std 0) is only centred.
+class Standardizer {
+ public:
+  Standardizer() = default;
+  explicit Standardizer(MatrixView x) { fit(x); }
+
+  Standardizer& fit(MatrixView x) {
+    detail::require(x.rows > 0, ErrorKind::invalid_argument, "Standardizer::fit: no rows to fit on");
+    mean_.assign(x.cols, 0.0f);
+    scale_.assign(x.cols, 1.0f);
+    for (std::size_t c = 0; c < x.cols; ++c) {
+      double s = 0.0, ss = 0.0;
+      for (std::size_t r = 0; r < x.rows; ++r) s += x(r, c);
+      const double m = s / static_cast<double>(x.rows);
+      for (std::size_t r = 0; r < x.rows; ++r) ss += (x(r, c) - m) * (x(r, c) - m);
+      const double sd = std::sqrt(ss / static_cast<double>(x.rows));
+      mean_[c] = static_cast<float>(m);
+      scale_[c] = sd > 0.0 ? static_cast<float>(1.0 / sd) : 1.0f;
+    }
+    return *this;
+  }
+
+  void transform_in_place(Matrix& x) const {
+    detail::require(!mean_.empty(), ErrorKind::invalid_argument, "Standardizer::transform: fit it first");
+    detail::require(x.cols() == mean_.size(), ErrorKind::shape,
+                    "Standardizer::transform: fitted on " + std::to_string(mean_.size()) + " columns, got " +
+                        shape_string(x.rows(), x.cols()));
+    for (std::size_t r = 0; r < x.rows(); ++r)
+      for (std::size_t c = 0; c < x.cols(); ++c) x(r, c) = (x(r, c) - mean_[c]) * scale_[c];
+  }
+  [[nodiscard]] Dataset transform(Dataset d) const {
+    transform_in_place(d.features);
+    return d;
+  }
+
+  [[nodiscard]] const std::vector<float>& mean() const noexcept { return mean_; }
+  /// 1 / standard deviation per column (1 for constant columns).
+  [[nodiscard]] const std::vector<float>& inverse_scale() const noexcept { return scale_; }
+
+ private:
+  std::vector<float> mean_, scale_;
+};
+
+}  // namespace tessera::data

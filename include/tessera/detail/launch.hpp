@@ -1,0 +1,48 @@
+// tessera/detail/launch.hpp - how every kernel is launched: Thrust algorithms over index ranges
+// with an explicit execution policy, never the global device-system macro.
+#pragma once
+
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/transform_reduce.h>
+#include <thrust/functional.h>
+
+#include <cstddef>
+
+#include "tessera/detail/config.hpp"
+
+namespace tessera::detail {
+
+/// Calls f(i) for i in [0, n) in parallel on the system of `exec`.
+template <class Exec, class F>
+void for_each_index(Exec&& exec, std::size_t n, F f) {
+  thrust::for_each(exec, thrust::counting_iterator<std::size_t>(0), thrust::counting_iterator<std::size_t>(n), f);
+}
+
+/// Wraps an elementwise functor so that one parallel item handles a contiguous chunk: on the CPU
+/// the inner loop vectorises and the scheduling cost is paid once per chunk, not per element.
+template <class F>
+struct Chunked {
+  F f;
+  std::size_t n, chunk;
+  TESSERA_HD void operator()(std::size_t c) const {
+    const std::size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    for (std::size_t i = lo; i < hi; ++i) f(i);
+  }
+};
+
+/// Elementwise launch: f(i) for every i in [0, n), in chunks.
+template <class Exec, class F>
+void for_each_element(Exec&& exec, std::size_t n, F f, std::size_t chunk = 4096) {
+  if (n == 0) return;
+  for_each_index(exec, (n + chunk - 1) / chunk, Chunked<F>{f, n, chunk});
+}
+
+/// Sum over i in [0, n) of f(i) (f returns double), reduced on the system of `exec`.
+template <class Exec, class F>
+double sum_over(Exec&& exec, std::size_t n, F f) {
+  return thrust::transform_reduce(exec, thrust::counting_iterator<std::size_t>(0),
+                                  thrust::counting_iterator<std::size_t>(n), f, 0.0, thrust::plus<double>());
+}
+
+}  // namespace tessera::detail

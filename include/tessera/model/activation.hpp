@@ -1,0 +1,26 @@
+// tessera/model/activation.hpp - the activation functions a dense layer can apply.
+#pragma once
+
+namespace tessera {
+
+enum class Activation { identity, relu, tanh, sigmoid };
+
+inline const char* to_string(Activation a) noexcept {
+  switch (a) {
+    case Activation::identity: return "identity";
+    case Activation::relu: return "relu";
+    case Activation::tanh: return "tanh";
+    case Activation::sigmoid: return "sigmoid";
+  }
+  return "?";
+}
+
+/// Spelling used in model construction: `models::mlp({64, 128, 10}, act::relu, ...)`.
+namespace act {
+inline constexpr Activation identity = Activation::identity;
+inline constexpr Activation relu = Activation::relu;
+inline constexpr Activation tanh = Activation::tanh;
+inline constexpr Activation sigmoid = Activation::sigmoid;
+}  // namespace act
+
+}  // namespace tessera

@@ -1,0 +1,86 @@
+// tessera/model/architecture.hpp - what a model is, apart from its parameter values: a stack of
+// dense layers (each with its activation), a loss, and where each layer's view starts in the
+// flat parameter buffer.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "tessera/core/error.hpp"
+#include "tessera/model/activation.hpp"
+#include "tessera/model/loss.hpp"
+
+namespace tessera {
+
+/// One dense layer to build: `out` units, then `activation`.
+struct DenseSpec {
+  std::size_t out = 0;
+  Activation activation = Activation::identity;
+};
+
+/// A built dense layer: y = act(x W + b), W is in x out row-major at `offset` in the flat buffer,
+/// b (out values) follows it.
+struct DenseLayer {
+  std::size_t in = 0, out = 0;
+  Activation activation = Activation::identity;
+  std::size_t offset = 0;
+
+  [[nodiscard]] std::size_t weight_count() const noexcept { return in * out; }
+  [[nodiscard]] std::size_t bias_offset() const noexcept { return offset + in * out; }
+  [[nodiscard]] std::size_t parameter_count() const noexcept { return in * out + out; }
+};
+
+struct Architecture {
+  std::size_t input_dim = 0;
+  std::vector<DenseLayer> layers;
+  Loss loss = Loss::mean_squared_error;
+
+  Architecture() = default;
+  Architecture(std::size_t input, const std::vector<DenseSpec>& specs, Loss l) : input_dim(input), loss(l) {
+    detail::require(input > 0, ErrorKind::invalid_argument, "model: the input dimension must be positive, got 0");
+    detail::require(!specs.empty(), ErrorKind::invalid_argument, "model: at least one dense layer is needed");
+    std::size_t in = input, offset = 0;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      detail::require(specs[i].out > 0, ErrorKind::invalid_argument,
+                      "model: layer " + std::to_string(i) + " has 0 outputs; every layer needs at least one");
+      layers.push_back(DenseLayer{in, specs[i].out, specs[i].activation, offset});
+      offset += layers.back().parameter_count();
+      in = specs[i].out;
+    }
+    detail::require(!(l == Loss::softmax_cross_entropy && output_dim() < 2), ErrorKind::invalid_argument,
+                    "model: softmax_cross_entropy needs at least 2 outputs (one per class), the last layer has " +
+                        std::to_string(output_dim()));
+  }
+
+  [[nodiscard]] std::size_t output_dim() const noexcept { return layers.empty() ? 0 : layers.back().out; }
+  [[nodiscard]] std::size_t parameter_count() const noexcept {
+    return layers.empty() ? 0 : layers.back().offset + layers.back().parameter_count();
+  }
+  [[nodiscard]] std::size_t max_width() const noexcept {
+    std::size_t w = input_dim;
+    for (const auto& l : layers) w = l.out > w ? l.out : w;
+    return w;
+  }
+  /// Number of target values per sample the loss expects.
+  [[nodiscard]] std::size_t target_dim() const noexcept {
+    return loss == Loss::softmax_cross_entropy ? 1 : output_dim();
+  }
+  /// True for one linear output trained on squared error: the fused least-squares path applies.
+  [[nodiscard]] bool is_linear_least_squares() const noexcept {
+    return layers.size() == 1 && layers[0].out == 1 && layers[0].activation == Activation::identity &&
+           loss == Loss::mean_squared_error;
+  }
+  /// "64 -> 128 relu -> 10 | softmax_cross_entropy", for messages and signatures.
+  [[nodiscard]] std::string describe() const {
+    std::string s = std::to_string(input_dim);
+    for (const auto& l : layers) {
+      s += " -> " + std::to_string(l.out);
+      if (l.activation != Activation::identity) s += std::string(" ") + to_string(l.activation);
+    }
+    return s + " | " + to_string(loss);
+  }
+  friend bool operator==(const Architecture& a, const Architecture& b) { return a.describe() == b.describe(); }
+};
+
+}  // namespace tessera

@@ -1,0 +1,148 @@
+// tessera/model/model.hpp - a model: its architecture and all of its parameters in one flat
+// host buffer. Layers are views (offsets) into that buffer, so a checkpoint, a broadcast or an
+// all-reduce is one call over one contiguous range.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tessera/core/matrix.hpp"
+#include "tessera/device/cpu.hpp"
+#include "tessera/model/init.hpp"
+#include "tessera/model/network.hpp"
+
+namespace tessera {
+
+struct ModelOptions {
+  std::uint64_t seed = 0;     ///< initialisation seed
+  float weight_decay = 0.0f;  ///< L2 penalty 0.5 * weight_decay * |W|^2 on weights (not biases)
+};
+
+class Model {
+ public:
+  Model() = default;
+  Model(std::size_t input_dim, const std::vector<DenseSpec>& layers, Loss loss, ModelOptions options = {})
+      : Model(Architecture(input_dim, layers, loss), options) {}
+  explicit Model(Architecture arch, ModelOptions options = {})
+      : arch_(std::move(arch)), weight_decay_(options.weight_decay) {
+    detail::require(options.weight_decay >= 0.0f, ErrorKind::invalid_argument,
+                    "model: weight_decay must be >= 0, got " + std::to_string(options.weight_decay));
+    initialise(options.seed);
+  }
+
+  [[nodiscard]] const Architecture& architecture() const noexcept { return arch_; }
+  [[nodiscard]] std::size_t input_dim() const noexcept { return arch_.input_dim; }
+  [[nodiscard]] std::size_t output_dim() const noexcept { return arch_.output_dim(); }
+  [[nodiscard]] std::size_t parameter_count() const noexcept { return params_.size(); }
+  [[nodiscard]] Loss loss() const noexcept { return arch_.loss; }
+  [[nodiscard]] float weight_decay() const noexcept { return weight_decay_; }
+  void set_weight_decay(float wd) {
+    detail::require(wd >= 0.0f, ErrorKind::invalid_argument, "model: weight_decay must be >= 0");
+    weight_decay_ = wd;
+  }
+  [[nodiscard]] std::span<float> parameters() noexcept { return params_; }
+  [[nodiscard]] std::span<const float> parameters() const noexcept { return params_; }
+
+  /// Redraws every weight from the seeded initialiser; biases become zero.
+  void initialise(std::uint64_t seed) { detail::initialise(arch_, seed, params_); }
+
+  /// Raw outputs (logits for the cross-entropy losses), rows x output_dim.
+  [[nodiscard]] Matrix forward(MatrixView x) const {
+    check_input(x, "forward");
+    Matrix out(x.rows, output_dim());
+    Network<Cpu> net(arch_, std::min<std::size_t>(x.rows, chunk_rows));
+    for (std::size_t r = 0; r < x.rows; r += chunk_rows) {
+      const std::size_t n = std::min(chunk_rows, x.rows - r);
+      const float* o = net.forward(params_.data(), x.row(r), n);
+      std::copy(o, o + n * output_dim(), out.row(r));
+    }
+    return out;
+  }
+
+  /// Predictions: values for regression, probabilities for the cross-entropy losses
+  /// (sigmoid per output, or softmax over the classes).
+  [[nodiscard]] Matrix predict(MatrixView x) const {
+    Matrix out = forward(x);
+    const std::size_t k = out.cols();
+    for (std::size_t r = 0; r < out.rows(); ++r) {
+      float* z = out.row(r);
+      if (arch_.loss == Loss::binary_cross_entropy) {
+        for (std::size_t j = 0; j < k; ++j) z[j] = detail::activate(Activation::sigmoid, z[j]);
+      } else if (arch_.loss == Loss::softmax_cross_entropy) {
+        const float m = *std::max_element(z, z + k);
+        float s = 0.0f;
+        for (std::size_t j = 0; j < k; ++j) s += (z[j] = std::exp(z[j] - m));
+        for (std::size_t j = 0; j < k; ++j) z[j] /= s;
+      }
+    }
+    return out;
+  }
+
+  /// Class labels: argmax for softmax, threshold 0.5 on the first output for binary models.
+  [[nodiscard]] std::vector<int> predict_classes(MatrixView x) const {
+    detail::require(is_classification(arch_.loss), ErrorKind::invalid_argument,
+                    "model: predict_classes needs a classification loss, this model uses " +
+                        std::string(to_string(arch_.loss)));
+    const Matrix z = forward(x);
+    std::vector<int> labels(z.rows());
+    for (std::size_t r = 0; r < z.rows(); ++r) {
+      const float* row = z.row(r);
+      labels[r] = arch_.loss == Loss::softmax_cross_entropy
+                      ? static_cast<int>(std::max_element(row, row + z.cols()) - row)
+                      : (row[0] > 0.0f ? 1 : 0);
+    }
+    return labels;
+  }
+
+  /// Mean loss over the rows of x (plus the L2 penalty) and its gradient with respect to every
+  /// parameter, in the flat layout of parameters(). `y` holds target_dim() values per row.
+  double loss_and_gradient(MatrixView x, std::span<const float> y, std::vector<float>& grad) const {
+    check_input(x, "loss_and_gradient");
+    check_targets(x.rows, y.size(), "loss_and_gradient");
+    grad.assign(params_.size(), 0.0f);
+    Network<Cpu> net(arch_, x.rows);
+    const double norm = detail::loss_normaliser(arch_.loss, x.rows, arch_.output_dim());
+    const double s = net.forward_backward(params_.data(), x.data, y.data(), x.rows, grad.data(),
+                                          static_cast<float>(1.0 / norm), weight_decay_);
+    return s / norm + (weight_decay_ > 0.0f ? net.weight_penalty(params_.data(), weight_decay_) : 0.0);
+  }
+
+  /// Mean loss over the rows of x (plus the L2 penalty).
+  [[nodiscard]] double loss_value(MatrixView x, std::span<const float> y) const {
+    check_input(x, "loss_value");
+    check_targets(x.rows, y.size(), "loss_value");
+    Network<Cpu> net(arch_, std::min<std::size_t>(x.rows, chunk_rows));
+    double s = 0.0;
+    const std::size_t t = arch_.target_dim();
+    for (std::size_t r = 0; r < x.rows; r += chunk_rows) {
+      const std::size_t n = std::min(chunk_rows, x.rows - r);
+      s += net.loss_sum(params_.data(), x.row(r), y.data() + r * t, n);
+    }
+    return s / detail::loss_normaliser(arch_.loss, x.rows, arch_.output_dim()) +
+           (weight_decay_ > 0.0f ? net.weight_penalty(params_.data(), weight_decay_) : 0.0);
+  }
+
+  void check_input(MatrixView x, const char* where) const {
+    detail::require(x.cols == input_dim(), ErrorKind::shape,
+                    std::string("model.") + where + ": the model (" + arch_.describe() + ") expects " +
+                        std::to_string(input_dim()) + " features per row, got a " + shape_string(x.rows, x.cols) +
+                        " matrix");
+  }
+  void check_targets(std::size_t rows, std::size_t n, const char* where) const {
+    detail::require(n == rows * arch_.target_dim(), ErrorKind::shape,
+                    std::string("model.") + where + ": " + std::to_string(rows) + " rows need " +
+                        std::to_string(rows * arch_.target_dim()) + " target values (" +
+                        std::to_string(arch_.target_dim()) + " per row), got " + std::to_string(n));
+  }
+
+ private:
+  static constexpr std::size_t chunk_rows = 4096;
+  Architecture arch_;
+  std::vector<float> params_;
+  float weight_decay_ = 0.0f;
+};
+
+}  // namespace tessera
