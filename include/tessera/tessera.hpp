@@ -11,3 +11,8 @@
 #include "tessera/device/cpu.hpp"
 #include "tessera/model/gradcheck.hpp"
 #include "tessera/model/models.hpp"
+#include "tessera/eval/metrics.hpp"
+#include "tessera/optim/optimizer.hpp"
+#include "tessera/optim/schedule.hpp"
+#include "tessera/policies.hpp"
+#include "tessera/trainer.hpp"

@@ -1,0 +1,98 @@
+// tessera/optim/update.hpp - the fused update kernels and the per-worker optimizer state.
+#pragma once
+
+#include <thrust/memory.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "tessera/optim/optimizer.hpp"
+
+namespace tessera::detail {
+
+struct SgdUpdate {
+  float* w;
+  const float* g;
+  float lr;
+  TESSERA_HD void operator()(std::size_t i) const { w[i] -= lr * g[i]; }
+};
+
+struct MomentumUpdate {
+  float* w;
+  const float* g;
+  float* v;
+  float lr, mu;
+  bool nesterov;
+  TESSERA_HD void operator()(std::size_t i) const {
+    const float vi = mu * v[i] + g[i];
+    v[i] = vi;
+    w[i] -= lr * (nesterov ? g[i] + mu * vi : vi);
+  }
+};
+
+struct AdamUpdate {
+  float* w;
+  const float* g;
+  float* m;
+  float* v;
+  float lr, b1, b2, eps, c1, c2, wd;  // c1 = 1/(1-b1^t), c2 = 1/(1-b2^t)
+  TESSERA_HD void operator()(std::size_t i) const {
+    const float gi = g[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= lr * (mi * c1 / (std::sqrt(vi * c2) + eps) + wd * w[i]);
+  }
+};
+
+}  // namespace tessera::detail
+
+namespace tessera::optim {
+
+/// One worker's optimizer state (momentum or Adam moments) on device `Dev`, and the step count.
+template <class Dev>
+class State {
+ public:
+  using vector = typename Dev::template vector<float>;
+  State(const Optimizer& o, std::size_t n) : opt_(o), n_(n) {
+    if (o.state_buffers() >= 1) first_.assign(n, 0.0f);
+    if (o.state_buffers() >= 2) second_.assign(n, 0.0f);
+  }
+
+  [[nodiscard]] std::uint64_t steps() const noexcept { return t_; }
+  [[nodiscard]] const Optimizer& optimizer() const noexcept { return opt_; }
+
+  /// w <- update(w, g) with learning rate `lr` (the scheduled rate), one pass over n values.
+  void step(float* w, const float* g, double lr) {
+    ++t_;
+    const auto f = static_cast<float>(lr);
+    auto exec = Dev::exec();
+    switch (opt_.kind) {
+      case Optimizer::Kind::sgd: detail::for_each_element(exec, n_, detail::SgdUpdate{w, g, f}); break;
+      case Optimizer::Kind::momentum:
+        detail::for_each_element(exec, n_, detail::MomentumUpdate{w, g, raw(first_), f, static_cast<float>(opt_.momentum), opt_.nesterov});
+        break;
+      case Optimizer::Kind::adam: {
+        const double t = static_cast<double>(t_);
+        detail::for_each_element(
+            exec, n_,
+            detail::AdamUpdate{w, g, raw(first_), raw(second_), f, static_cast<float>(opt_.beta1),
+                               static_cast<float>(opt_.beta2), static_cast<float>(opt_.epsilon),
+                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta1, t))),
+                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta2, t))),
+                               static_cast<float>(opt_.decoupled_weight_decay)});
+        break;
+      }
+    }
+  }
+
+ private:
+  static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
+  Optimizer opt_;
+  std::size_t n_;
+  std::uint64_t t_ = 0;
+  vector first_, second_;
+};
+
+}  // namespace tessera::optim
