@@ -16,3 +16,4 @@
 #include "tessera/optim/schedule.hpp"
 #include "tessera/policies.hpp"
 #include "tessera/trainer.hpp"
+#include "tessera/io/checkpoint.hpp"
