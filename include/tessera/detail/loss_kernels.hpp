@@ -77,7 +77,7 @@ struct SoftmaxCrossEntropyRow {
 
 /// Number the summed row losses are divided by to give the mean loss of `rows` samples.
 inline double loss_normaliser(Loss l, std::size_t rows, std::size_t cols) {
-  return l == Loss::softmax_cross_entropy ? static_cast<double>(rows) : static_cast<double>(rows) * cols;
+  return l == Loss::softmax_cross_entropy ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
 }
 
 /// Sum of the per-row losses of `rows` rows; writes the scaled gradient when `grad` is not null.
