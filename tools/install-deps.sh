@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what tessera's build, tests, example and benchmarks need on Debian 12 (run as root).
+# The CUDA toolkit is optional: when present, its CCCL is used for Thrust; otherwise Debian's
+# libthrust-dev is.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(cmake g++ make libopenblas-dev libthrust-dev catch2 libbenchmark-dev libomp-dev)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
