@@ -5,23 +5,28 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tessera/data/dataset.hpp"
 #include "tessera/eval/metrics.hpp"
 #include "tessera/model/model.hpp"
-#include "tessera/optim/update.hpp"
 #include "tessera/policies.hpp"
 #include "tessera/split/order.hpp"
+#include "tessera/train/data_parallel.hpp"
 #include "tessera/train/history.hpp"
 #include "tessera/train/progress.hpp"
 
 namespace tessera {
 
 struct TrainerOptions {
-  std::size_t batch_size = 32;  ///< samples per step (the last batch of an epoch may be smaller)
+  std::size_t batch_size = 32;  ///< samples per worker per step; a step trains on workers x batch_size
   std::size_t epochs = 10;
   std::uint64_t seed = 0;       ///< keys every shuffle of the run
+  std::size_t workers = 0;      ///< worker threads (Reduce<ThreadAllreduce>); 0: one per hardware thread
+  std::size_t micro_batches = 1;  ///< forward/backward passes per worker per step (gradient accumulation)
+  bool deterministic = false;   ///< bitwise-identical parameters whatever the number of workers
+  std::size_t deterministic_shards = 12;  ///< logical shards per step in deterministic mode
   Progress progress = Progress::automatic;
 };
 
@@ -43,6 +48,18 @@ class Trainer {
   Trainer(TrainerOptions options, optim::Optimizer optimizer) : opt_(options), optimizer_(optimizer) {
     detail::require(options.batch_size > 0, ErrorKind::invalid_argument, "Trainer: batch_size must be at least 1, got 0");
     detail::require(options.epochs > 0, ErrorKind::invalid_argument, "Trainer: epochs must be at least 1, got 0");
+    detail::require(options.micro_batches > 0 && options.micro_batches <= options.batch_size, ErrorKind::invalid_argument,
+                    "Trainer: micro_batches must be in [1, batch_size = " + std::to_string(options.batch_size) +
+                        "], got " + std::to_string(options.micro_batches));
+    detail::require(!options.deterministic || options.deterministic_shards > 0, ErrorKind::invalid_argument,
+                    "Trainer: deterministic_shards must be at least 1");
+  }
+
+  /// The number of worker threads a fit will use.
+  [[nodiscard]] std::size_t workers() const noexcept {
+    if (opt_.workers) return opt_.workers;
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw ? hw : 1;
   }
 
   [[nodiscard]] const TrainerOptions& options() const noexcept { return opt_; }
@@ -97,63 +114,55 @@ class Trainer {
     check_data(model, train, "Trainer::fit");
     if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
     static_assert(std::same_as<device, Cpu>, "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp>");
+    static_assert(std::same_as<typename policies::reduce, ThreadAllreduce>,
+                  "tessera::Trainer: this Reduce<...> policy needs its own header (tessera/mpi.hpp, tessera/nccl.hpp)");
+    static_assert(std::same_as<typename policies::partition, Replicate>,
+                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need tessera/partition.hpp");
 
+    detail::ParallelPlan plan;
+    plan.workers = workers();
+    plan.batch = opt_.batch_size;
+    plan.micro_batches = opt_.micro_batches;
+    if constexpr (requires { policies::sync::period; }) plan.period = policies::sync::period;
+    plan.shards = opt_.deterministic ? opt_.deterministic_shards : 0;
+    detail::require(!(opt_.deterministic && plan.period), ErrorKind::invalid_argument,
+                    "Trainer: deterministic mode applies to Sync<EveryStep>; local SGD (Sync<Periodic<K>>) has no "
+                    "worker-independent result");
+    // One worker without deterministic mode uses every core inside each kernel and GEMM; several
+    // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
+    if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, cbs...);
+    detail::SingleThreadedBlas one_blas_thread;
+    return run<detail::CpuWorker>(model, train, validation, plan, cbs...);
+  }
+
+  template <class Dev, class... Callbacks>
+  History run(Model& model, const data::Dataset& train, const data::Dataset* validation, const detail::ParallelPlan& plan,
+              Callbacks&... cbs) {
     const Architecture& arch = model.architecture();
-    const std::size_t n = train.rows(), d = train.cols(), t = train.target_dim;
-    const std::size_t batch = std::min(opt_.batch_size, n);
-    const std::size_t steps = (n + batch - 1) / batch;
-
-    Network<device> net(arch, batch);
-    optim::State<device> state(optimizer_, model.parameter_count());
-    std::vector<float> params(model.parameters().begin(), model.parameters().end());
-    std::vector<float> grads(params.size());
-    std::vector<float> xb(batch * d), yb(batch * t);
-    detail::ProgressLine progress(opt_.progress, opt_.epochs, steps);
+    const std::size_t n = train.rows(), global = plan.workers * plan.batch;
+    detail::DataParallel<Dev> engine(arch, model.weight_decay(), optimizer_, model.parameters(), plan, opt_.epochs);
+    detail::ProgressLine progress(opt_.progress, opt_.epochs, (n + global - 1) / global);
 
     History h;
     h.samples = n;
+    h.workers = plan.workers;
     const auto t0 = clock::now();
     for (std::size_t epoch = 0; epoch < opt_.epochs; ++epoch) {
       const auto e0 = clock::now();
       const auto order = detail::epoch_order<typename policies::split>(train, opt_.seed, static_cast<std::uint32_t>(epoch));
-      double loss_sum = 0.0, lr = 0.0;
-      for (std::size_t s = 0; s < steps; ++s) {
-        const std::size_t first = s * batch, rows = std::min(batch, n - first);
-        const float* x = train.features.row(first);
-        const float* y = train.targets.data() + first * t;
-        if (!order.empty()) {  // gather the batch in the epoch's order
-          for (std::size_t r = 0; r < rows; ++r) {
-            const std::size_t i = order[first + r];
-            std::copy(train.features.row(i), train.features.row(i) + d, xb.data() + r * d);
-            std::copy(train.targets.data() + i * t, train.targets.data() + (i + 1) * t, yb.data() + r * t);
-          }
-          x = xb.data();
-          y = yb.data();
-        }
-        const double norm = detail::loss_normaliser(arch.loss, rows, arch.output_dim());
-        const double batch_loss = net.forward_backward(params.data(), x, y, rows, grads.data(),
-                                                       static_cast<float>(1.0 / norm), model.weight_decay());
-        if (!std::isfinite(batch_loss))
-          detail::fail(ErrorKind::runtime, "Trainer::fit: the loss became " + std::to_string(batch_loss) + " at epoch " +
-                                               std::to_string(epoch + 1) + ", step " + std::to_string(s + 1) +
-                                               "; the model is left unchanged. Lower the learning rate (" +
-                                               optimizer_.describe() + ") or standardise the features");
-        loss_sum += batch_loss;
-        const double progress_epochs = static_cast<double>(epoch) + static_cast<double>(s + 1) / static_cast<double>(steps);
-        lr = optimizer_.learning_rate * optimizer_.schedule.factor(progress_epochs - 1.0 / static_cast<double>(steps),
-                                                                   static_cast<double>(opt_.epochs));
-        state.step(params.data(), grads.data(), lr);
-        progress.step(epoch, s, loss_sum / detail::loss_normaliser(arch.loss, first + rows, arch.output_dim()));
-      }
+      const detail::EpochResult r = engine.epoch(train, order, epoch, progress);
       EpochRecord rec;
       rec.epoch = epoch + 1;
-      rec.loss = loss_sum / detail::loss_normaliser(arch.loss, n, arch.output_dim());
-      rec.learning_rate = lr;
-      rec.seconds = rec.compute_seconds = seconds(e0, clock::now());
+      rec.loss = r.loss_sum / detail::loss_normaliser(arch.loss, n, arch.output_dim());
+      rec.learning_rate = r.learning_rate;
+      rec.seconds = seconds(e0, clock::now());
+      rec.compute_seconds = r.compute_seconds;
+      rec.communication_seconds = r.communication_seconds;
       rec.samples_per_second = static_cast<double>(n) / rec.seconds;
       if (validation) {
         Model snapshot = model;
-        std::copy(params.begin(), params.end(), snapshot.parameters().begin());
+        const std::vector<float> p = engine.parameters();
+        std::copy(p.begin(), p.end(), snapshot.parameters().begin());
         const Evaluation e = evaluate(snapshot, *validation);
         rec.validation_loss = e.loss;
         rec.validation_metric = is_classification(arch.loss) ? e.accuracy : e.r2;
@@ -173,7 +182,8 @@ class Trainer {
       if (!go_on) break;
     }
     h.total_seconds = seconds(t0, clock::now());
-    std::copy(params.begin(), params.end(), model.parameters().begin());
+    const std::vector<float> p = engine.parameters();
+    std::copy(p.begin(), p.end(), model.parameters().begin());
     return h;
   }
 

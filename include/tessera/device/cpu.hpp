@@ -2,6 +2,7 @@
 // reductions, CBLAS for matrix products, host memory for buffers.
 #pragma once
 
+#include <thrust/system/cpp/execution_policy.h>
 #include <thrust/system/omp/execution_policy.h>
 
 #include <algorithm>
@@ -42,4 +43,36 @@ struct Cpu {
   }
 };
 
+namespace detail {
+
+/// The CPU as seen by one of several worker threads: the same kernels and BLAS, but sequential
+/// inside the worker (thrust::cpp::par), since the workers already occupy the cores. Its results
+/// do not depend on how many threads the process runs.
+struct CpuWorker : Cpu {
+  static auto exec() noexcept { return thrust::cpp::par; }
+};
+
+/// Holds the CBLAS library to one thread while alive (OpenBLAS only; other CBLAS libraries are
+/// left as configured), restoring the previous count after.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+#if defined(OPENBLAS_VERSION)
+    previous_ = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#endif
+  }
+  ~SingleThreadedBlas() {
+#if defined(OPENBLAS_VERSION)
+    openblas_set_num_threads(previous_);
+#endif
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int previous_ = 1;
+};
+
+}  // namespace detail
 }  // namespace tessera

@@ -63,24 +63,34 @@ class State {
   [[nodiscard]] std::uint64_t steps() const noexcept { return t_; }
   [[nodiscard]] const Optimizer& optimizer() const noexcept { return opt_; }
 
-  /// w <- update(w, g) with learning rate `lr` (the scheduled rate), one pass over n values.
+  /// w <- update(w, g) with learning rate `lr` (the scheduled rate), one pass over all n values.
   void step(float* w, const float* g, double lr) {
     ++t_;
+    update(Dev::exec(), w, g, 0, n_, lr, t_);
+  }
+
+  /// The update of step number `t` (1-based) on elements [lo, hi) only, with `exec`: workers
+  /// that share one state update disjoint slices of it in parallel.
+  template <class Exec>
+  void update(Exec&& exec, float* w, const float* g, std::size_t lo, std::size_t hi, double lr, std::uint64_t t) {
     const auto f = static_cast<float>(lr);
-    auto exec = Dev::exec();
+    const std::size_t n = hi - lo;
+    w += lo;
+    g += lo;
     switch (opt_.kind) {
-      case Optimizer::Kind::sgd: detail::for_each_element(exec, n_, detail::SgdUpdate{w, g, f}); break;
+      case Optimizer::Kind::sgd: detail::for_each_element(exec, n, detail::SgdUpdate{w, g, f}); break;
       case Optimizer::Kind::momentum:
-        detail::for_each_element(exec, n_, detail::MomentumUpdate{w, g, raw(first_), f, static_cast<float>(opt_.momentum), opt_.nesterov});
+        detail::for_each_element(exec, n, detail::MomentumUpdate{w, g, raw(first_) + lo, f,
+                                                                 static_cast<float>(opt_.momentum), opt_.nesterov});
         break;
       case Optimizer::Kind::adam: {
-        const double t = static_cast<double>(t_);
+        const auto tt = static_cast<double>(t);
         detail::for_each_element(
-            exec, n_,
-            detail::AdamUpdate{w, g, raw(first_), raw(second_), f, static_cast<float>(opt_.beta1),
+            exec, n,
+            detail::AdamUpdate{w, g, raw(first_) + lo, raw(second_) + lo, f, static_cast<float>(opt_.beta1),
                                static_cast<float>(opt_.beta2), static_cast<float>(opt_.epsilon),
-                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta1, t))),
-                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta2, t))),
+                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta1, tt))),
+                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta2, tt))),
                                static_cast<float>(opt_.decoupled_weight_decay)});
         break;
       }

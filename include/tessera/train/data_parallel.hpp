@@ -1,0 +1,253 @@
+// tessera/train/data_parallel.hpp - data-parallel training on worker threads of one process.
+//
+// Every step, the global batch (workers x batch_size samples, in the epoch's order) is cut into
+// contiguous shares, one per worker. Each worker computes the gradient of its share into its own
+// flat buffer, already scaled by 1 / (global batch), so that the sum over workers is the gradient
+// of the mean loss of the global batch. Then every worker sums one slice of the flat buffer over
+// all workers, in worker order, and applies the optimizer update to that slice of the shared
+// parameters: a reduce-scatter fused with the update, after which every worker reads the new
+// parameters in shared memory (the all-gather is free).
+//
+// Sync<Periodic<K>> instead gives each worker its own replica and optimizer state; workers step
+// alone on their share and the replicas are averaged (sliced, in worker order) every K steps.
+//
+// Deterministic mode cuts each global batch into a fixed number of logical shards, whatever the
+// number of workers; each shard's gradient is computed alone and the shard gradients are summed
+// by a fixed pairwise tree over the shard index, so the result is bitwise independent of the
+// number of workers.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tessera/data/dataset.hpp"
+#include "tessera/model/network.hpp"
+#include "tessera/optim/update.hpp"
+#include "tessera/reduce/thread_team.hpp"
+#include "tessera/train/progress.hpp"
+
+namespace tessera::detail {
+
+struct ParallelPlan {
+  std::size_t workers = 1;
+  std::size_t batch = 32;         ///< samples per worker per step
+  std::size_t micro_batches = 1;  ///< forward/backward passes per worker per step (same gradient)
+  std::size_t period = 0;         ///< 0: average gradients every step; K: local SGD, average every K steps
+  std::size_t shards = 0;         ///< deterministic mode: logical shards per global batch (0: off)
+};
+
+struct EpochResult {
+  double loss_sum = 0.0;  ///< unnormalised sum of per-sample losses
+  double compute_seconds = 0.0, communication_seconds = 0.0;
+  double learning_rate = 0.0;
+};
+
+template <class Dev>
+class DataParallel {
+ public:
+  DataParallel(const Architecture& arch, float weight_decay, const optim::Optimizer& opt, std::span<const float> init,
+               ParallelPlan plan, std::size_t total_epochs)
+      : arch_(arch), wd_(weight_decay), opt_(opt), plan_(plan), epochs_(total_epochs), team_(plan.workers),
+        p_(init.size()) {
+    const std::size_t n = plan_.workers;
+    const std::size_t replicas = plan_.period ? n : 1;
+    for (std::size_t r = 0; r < replicas; ++r) {
+      params_.emplace_back(init.begin(), init.end());
+      states_.emplace_back(opt, p_);
+    }
+    const std::size_t buffers = plan_.shards ? plan_.shards : n;
+    grads_.assign(buffers, std::vector<float>(p_, 0.0f));
+    losses_.assign(buffers, 0.0);
+    const std::size_t rows = plan_.shards ? (n * plan_.batch + plan_.shards - 1) / plan_.shards
+                                          : (plan_.batch + plan_.micro_batches - 1) / plan_.micro_batches;
+    for (std::size_t w = 0; w < n; ++w) nets_.push_back(std::make_unique<Network<Dev>>(arch_, rows));
+    xb_.assign(n, {});
+    yb_.assign(n, {});
+  }
+
+  /// One epoch over `d` in `order` (empty: the data's own order).
+  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch,
+                    ProgressLine& progress) {
+    const std::size_t n = d.rows(), global = plan_.workers * plan_.batch;
+    const std::size_t steps = (n + global - 1) / global;
+    std::vector<EpochResult> per(team_.size());
+    team_.run([&](std::size_t w) { per[w] = worker_epoch(w, d, order, epoch, steps, progress); });
+    EpochResult r = per[0];
+    r.loss_sum = 0.0;
+    for (const auto& e : per) r.loss_sum += e.loss_sum;  // worker order: deterministic
+    return r;
+  }
+
+  /// The trained parameters (replicas averaged for local SGD).
+  [[nodiscard]] std::vector<float> parameters() const {
+    if (params_.size() == 1) return params_[0];
+    std::vector<float> avg(p_, 0.0f);
+    for (std::size_t i = 0; i < p_; ++i) {
+      float s = 0.0f;
+      for (const auto& r : params_) s += r[i];
+      avg[i] = s / static_cast<float>(params_.size());
+    }
+    return avg;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
+
+  /// Pointers to rows [lo, hi) of the epoch order: the data itself when contiguous, else gathered.
+  std::pair<const float*, const float*> rows_of(std::size_t w, const data::Dataset& d,
+                                                const std::vector<std::size_t>& order, std::size_t lo, std::size_t hi) {
+    const std::size_t c = d.cols(), t = d.target_dim;
+    if (order.empty()) return {d.features.row(lo), d.targets.data() + lo * t};
+    auto& xb = xb_[w];
+    auto& yb = yb_[w];
+    xb.resize((hi - lo) * c);
+    yb.resize((hi - lo) * t);
+    for (std::size_t r = lo; r < hi; ++r) {
+      const std::size_t i = order[r];
+      std::copy(d.features.row(i), d.features.row(i) + c, xb.data() + (r - lo) * c);
+      std::copy(d.targets.data() + i * t, d.targets.data() + (i + 1) * t, yb.data() + (r - lo) * t);
+    }
+    return {xb.data(), yb.data()};
+  }
+
+  /// Gradient of rows [lo, hi) into g (times scale), in `parts` passes; returns the loss sum. The
+  /// L2 term is added when `decay` is set: by exactly one contribution of each step's sum.
+  double gradient(std::size_t w, const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t lo,
+                  std::size_t hi, std::size_t parts, const float* params, float* g, float scale, bool decay) {
+    if (hi == lo) {
+      std::fill(g, g + p_, 0.0f);
+      return 0.0;
+    }
+    double loss = 0.0;
+    for (std::size_t j = 0; j < parts; ++j) {
+      const Range m = share(hi - lo, parts, j);
+      if (m.hi == m.lo) continue;
+      const auto [x, y] = rows_of(w, d, order, lo + m.lo, lo + m.hi);
+      loss += nets_[w]->forward_backward(params, x, y, m.hi - m.lo, g, scale, decay && j == 0 ? wd_ : 0.0f, j > 0);
+    }
+    return loss;
+  }
+
+  EpochResult worker_epoch(std::size_t w, const data::Dataset& d, const std::vector<std::size_t>& order,
+                           std::size_t epoch, std::size_t steps, ProgressLine& progress) {
+    const std::size_t n = d.rows(), workers = plan_.workers, global = workers * plan_.batch;
+    const auto exec = Dev::exec();
+    EpochResult res;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const auto t0 = clock::now();
+      const std::size_t first = s * global, rows = std::min(global, n - first);
+      const double lr = opt_.learning_rate *
+                        opt_.schedule.factor(static_cast<double>(epoch) + static_cast<double>(s) / static_cast<double>(steps),
+                                             static_cast<double>(epochs_));
+      const std::uint64_t t = ++step_count_[w];
+      res.learning_rate = lr;
+      if (plan_.period) {  // local SGD: my share, my replica, my optimizer state
+        const Range mine = share(rows, workers, w);
+        float* g = grads_[w].data();
+        const auto local = static_cast<float>(1.0 / loss_normaliser(arch_.loss, std::max<std::size_t>(mine.hi - mine.lo, 1), arch_.output_dim()));
+        const double loss = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params_[w].data(), g, local, true);
+        check_finite(loss, epoch, s);
+        res.loss_sum += loss;
+        if (mine.hi > mine.lo) states_[w].update(exec, params_[w].data(), g, 0, p_, lr, t);
+        res.compute_seconds += since(t0);
+        if (t % plan_.period == 0 || (s + 1 == steps && epoch + 1 == epochs_)) {
+          const auto c0 = clock::now();
+          if (!team_.sync()) return res;
+          average_slice(share_aligned(p_, workers, w));
+          if (!team_.sync()) return res;
+          res.communication_seconds += since(c0);
+        }
+      } else {
+        const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
+        const float* params = params_[0].data();
+        if (plan_.shards) {
+          for (std::size_t k = w; k < plan_.shards; k += workers) {
+            const Range r = share(rows, plan_.shards, k);
+            losses_[k] = gradient(w, d, order, first + r.lo, first + r.hi, 1, params, grads_[k].data(), scale, k == 0);
+          }
+        } else {
+          const Range mine = share(rows, workers, w);
+          losses_[w] = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params, grads_[w].data(), scale, w == 0);
+        }
+        res.compute_seconds += since(t0);
+        const auto c0 = clock::now();
+        if (!team_.sync()) return res;
+        const Range slice = share_aligned(p_, workers, w);
+        reduce_slice(slice);
+        const double comm = since(c0);
+        const auto u0 = clock::now();
+        states_[0].update(exec, params_[0].data(), grads_[0].data(), slice.lo, slice.hi, lr, t);
+        double step_loss = 0.0;
+        for (double l : losses_) step_loss += l;  // fixed order
+        const double upd = since(u0);
+        const auto c1 = clock::now();
+        if (!team_.sync()) return res;  // parameters complete before anyone reads them
+        res.communication_seconds += comm + since(c1);
+        res.compute_seconds += upd;
+        check_finite(step_loss, epoch, s);
+        if (w == 0) res.loss_sum += step_loss;
+      }
+      if (w == 0) {  // local SGD: worker 0's own loss stands for the running loss
+        const std::size_t seen = plan_.period ? share(first + rows, workers, 0).hi : first + rows;
+        progress.step(epoch, s, res.loss_sum / loss_normaliser(arch_.loss, std::max<std::size_t>(seen, 1), arch_.output_dim()));
+      }
+    }
+    return res;
+  }
+
+  void check_finite(double loss, std::size_t epoch, std::size_t step) const {
+    if (!std::isfinite(loss))
+      fail(ErrorKind::runtime, "Trainer::fit: the loss became " + std::to_string(loss) + " at epoch " +
+                                   std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                                   "; the model is left unchanged. Lower the learning rate (" + opt_.describe() +
+                                   ") or standardise the features");
+  }
+
+  /// grads_[0][slice] = sum of all gradient buffers over the slice: worker order, or in
+  /// deterministic mode a fixed pairwise tree over the shards.
+  void reduce_slice(Range slice) {
+    const std::size_t b = grads_.size();
+    if (plan_.shards) {
+      for (std::size_t stride = 1; stride < b; stride *= 2)
+        for (std::size_t k = 0; k + stride < b; k += 2 * stride) add_into(grads_[k].data(), grads_[k + stride].data(), slice);
+    } else {
+      for (std::size_t k = 1; k < b; ++k) add_into(grads_[0].data(), grads_[k].data(), slice);
+    }
+  }
+  static void add_into(float* TESSERA_RESTRICT a, const float* TESSERA_RESTRICT b, Range r) {
+    TESSERA_SIMD
+    for (std::size_t i = r.lo; i < r.hi; ++i) a[i] += b[i];
+  }
+
+  void average_slice(Range r) {
+    const auto inv = 1.0f / static_cast<float>(params_.size());
+    for (std::size_t i = r.lo; i < r.hi; ++i) {
+      float s = 0.0f;
+      for (const auto& p : params_) s += p[i];
+      s *= inv;
+      for (auto& p : params_) p[i] = s;
+    }
+  }
+
+  Architecture arch_;
+  float wd_;
+  optim::Optimizer opt_;
+  ParallelPlan plan_;
+  std::size_t epochs_;
+  ThreadTeam team_;
+  std::size_t p_;
+  std::vector<std::vector<float>> params_;
+  std::vector<optim::State<Dev>> states_;
+  std::vector<std::vector<float>> grads_;
+  std::vector<double> losses_;
+  std::vector<std::unique_ptr<Network<Dev>>> nets_;
+  std::vector<std::vector<float>> xb_, yb_;
+  std::vector<std::uint64_t> step_count_ = std::vector<std::uint64_t>(plan_.workers, 0);
+};
+
+}  // namespace tessera::detail
