@@ -125,6 +125,7 @@ class Trainer {
     plan.micro_batches = opt_.micro_batches;
     if constexpr (requires { policies::sync::period; }) plan.period = policies::sync::period;
     plan.shards = opt_.deterministic ? opt_.deterministic_shards : 0;
+    plan.prefetch = std::same_as<typename policies::load, Prefetch>;
     detail::require(!(opt_.deterministic && plan.period), ErrorKind::invalid_argument,
                     "Trainer: deterministic mode applies to Sync<EveryStep>; local SGD (Sync<Periodic<K>>) has no "
                     "worker-independent result");

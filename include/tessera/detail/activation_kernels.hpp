@@ -12,7 +12,7 @@ namespace tessera::detail {
 
 TESSERA_HD inline float activate(Activation a, float z) {
   switch (a) {
-    case Activation::relu: return z > 0.0f ? z : 0.0f;
+    case Activation::relu: return z < 0.0f ? 0.0f : z;  // NaN passes through, as it must
     case Activation::tanh: return std::tanh(z);
     case Activation::sigmoid: return z >= 0.0f ? 1.0f / (1.0f + std::exp(-z)) : std::exp(z) / (1.0f + std::exp(z));
     case Activation::identity: break;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace tessera::detail {
@@ -27,9 +28,10 @@ class ThreadTeam {
   }
 
   /// Runs body(worker) on every worker (worker 0 on the calling thread); rethrows the first
-  /// exception any worker raised.
-  template <class Body>
-  void run(Body&& body) {
+  /// exception any worker raised. `on_failure` runs once per failing worker, after the flag is
+  /// raised: it wakes workers blocked outside the barrier (in a batch queue, say).
+  template <class Body, class OnFailure>
+  void run(Body&& body, OnFailure&& on_failure) {
     barrier_ = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(n_));
     failed_.store(false);
     error_ = nullptr;
@@ -42,6 +44,7 @@ class ThreadTeam {
           if (!error_) error_ = std::current_exception();
         }
         failed_.store(true, std::memory_order_release);
+        on_failure();
         barrier_->arrive_and_drop();
       }
     };
@@ -51,6 +54,10 @@ class ThreadTeam {
     guarded(0);
     for (auto& t : threads) t.join();
     if (error_) std::rethrow_exception(error_);
+  }
+  template <class Body>
+  void run(Body&& body) {
+    run(std::forward<Body>(body), [] {});
   }
 
  private:

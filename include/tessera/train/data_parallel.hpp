@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tessera/data/dataset.hpp"
+#include "tessera/load/prefetch.hpp"
 #include "tessera/model/network.hpp"
 #include "tessera/optim/update.hpp"
 #include "tessera/reduce/thread_team.hpp"
@@ -38,6 +39,12 @@ struct ParallelPlan {
   std::size_t micro_batches = 1;  ///< forward/backward passes per worker per step (same gradient)
   std::size_t period = 0;         ///< 0: average gradients every step; K: local SGD, average every K steps
   std::size_t shards = 0;         ///< deterministic mode: logical shards per global batch (0: off)
+  bool prefetch = false;          ///< Load<Prefetch>: a producer thread gathers the next steps' batches
+};
+
+/// One global batch gathered in the epoch's order.
+struct HostBatch {
+  std::vector<float> x, y;
 };
 
 struct EpochResult {
@@ -75,7 +82,18 @@ class DataParallel {
     const std::size_t n = d.rows(), global = plan_.workers * plan_.batch;
     const std::size_t steps = (n + global - 1) / global;
     std::vector<EpochResult> per(team_.size());
-    team_.run([&](std::size_t w) { per[w] = worker_epoch(w, d, order, epoch, steps, progress); });
+    std::unique_ptr<Prefetcher<HostBatch>> pf;
+    if (plan_.prefetch && steps > 0)
+      pf = std::make_unique<Prefetcher<HostBatch>>(steps, plan_.workers, [&](std::size_t s, HostBatch& b) {
+        const std::size_t first = s * global, rows = std::min(global, n - first);
+        gather(d, order, first, first + rows, b.x, b.y);
+      });
+    prefetch_ = pf.get();
+    team_.run([&](std::size_t w) { per[w] = worker_epoch(w, d, order, epoch, steps, progress); },
+              [&] {
+                if (prefetch_) prefetch_->abort();
+              });
+    prefetch_ = nullptr;
     EpochResult r = per[0];
     r.loss_sum = 0.0;
     for (const auto& e : per) r.loss_sum += e.loss_sum;  // worker order: deterministic
@@ -98,21 +116,40 @@ class DataParallel {
   using clock = std::chrono::steady_clock;
   static double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
 
-  /// Pointers to rows [lo, hi) of the epoch order: the data itself when contiguous, else gathered.
+  /// Copies positions [lo, hi) of the epoch order (empty: the data's own order) into x and y.
+  static void gather(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t lo, std::size_t hi,
+                     std::vector<float>& x, std::vector<float>& y) {
+    const std::size_t c = d.cols(), t = d.target_dim;
+    x.resize((hi - lo) * c);
+    y.resize((hi - lo) * t);
+    for (std::size_t r = lo; r < hi; ++r) {
+      const std::size_t i = order.empty() ? r : order[r];
+      std::copy(d.features.row(i), d.features.row(i) + c, x.data() + (r - lo) * c);
+      std::copy(d.targets.data() + i * t, d.targets.data() + (i + 1) * t, y.data() + (r - lo) * t);
+    }
+  }
+
+  /// Pointers to positions [lo, hi) of the epoch order: from the prefetched batch, the data itself
+  /// when contiguous, or gathered into the worker's buffers.
   std::pair<const float*, const float*> rows_of(std::size_t w, const data::Dataset& d,
                                                 const std::vector<std::size_t>& order, std::size_t lo, std::size_t hi) {
     const std::size_t c = d.cols(), t = d.target_dim;
+    if (batch_[w]) return {batch_[w]->x.data() + (lo - batch_first_[w]) * c, batch_[w]->y.data() + (lo - batch_first_[w]) * t};
     if (order.empty()) return {d.features.row(lo), d.targets.data() + lo * t};
-    auto& xb = xb_[w];
-    auto& yb = yb_[w];
-    xb.resize((hi - lo) * c);
-    yb.resize((hi - lo) * t);
-    for (std::size_t r = lo; r < hi; ++r) {
-      const std::size_t i = order[r];
-      std::copy(d.features.row(i), d.features.row(i) + c, xb.data() + (r - lo) * c);
-      std::copy(d.targets.data() + i * t, d.targets.data() + (i + 1) * t, yb.data() + (r - lo) * t);
-    }
-    return {xb.data(), yb.data()};
+    gather(d, order, lo, hi, xb_[w], yb_[w]);
+    return {xb_[w].data(), yb_[w].data()};
+  }
+
+  /// Takes step s's prefetched batch for worker w (no-op without Load<Prefetch>).
+  void take_batch(std::size_t w, std::size_t s, std::size_t first) {
+    if (!prefetch_) return;
+    batch_[w] = &prefetch_->acquire(s);
+    batch_first_[w] = first;
+  }
+  void return_batch(std::size_t w, std::size_t s) {
+    if (!prefetch_) return;
+    batch_[w] = nullptr;
+    prefetch_->release(s);
   }
 
   /// Gradient of rows [lo, hi) into g (times scale), in `parts` passes; returns the loss sum. The
@@ -146,11 +183,13 @@ class DataParallel {
                                              static_cast<double>(epochs_));
       const std::uint64_t t = ++step_count_[w];
       res.learning_rate = lr;
+      take_batch(w, s, first);
       if (plan_.period) {  // local SGD: my share, my replica, my optimizer state
         const Range mine = share(rows, workers, w);
         float* g = grads_[w].data();
         const auto local = static_cast<float>(1.0 / loss_normaliser(arch_.loss, std::max<std::size_t>(mine.hi - mine.lo, 1), arch_.output_dim()));
         const double loss = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params_[w].data(), g, local, true);
+        return_batch(w, s);
         check_finite(loss, epoch, s);
         res.loss_sum += loss;
         if (mine.hi > mine.lo) states_[w].update(exec, params_[w].data(), g, 0, p_, lr, t);
@@ -174,6 +213,7 @@ class DataParallel {
           const Range mine = share(rows, workers, w);
           losses_[w] = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params, grads_[w].data(), scale, w == 0);
         }
+        return_batch(w, s);
         res.compute_seconds += since(t0);
         const auto c0 = clock::now();
         if (!team_.sync()) return res;
@@ -247,6 +287,9 @@ class DataParallel {
   std::vector<double> losses_;
   std::vector<std::unique_ptr<Network<Dev>>> nets_;
   std::vector<std::vector<float>> xb_, yb_;
+  Prefetcher<HostBatch>* prefetch_ = nullptr;
+  std::vector<const HostBatch*> batch_ = std::vector<const HostBatch*>(plan_.workers, nullptr);
+  std::vector<std::size_t> batch_first_ = std::vector<std::size_t>(plan_.workers, 0);
   std::vector<std::uint64_t> step_count_ = std::vector<std::uint64_t>(plan_.workers, 0);
 };
 
