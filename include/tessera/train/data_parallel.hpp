@@ -28,6 +28,7 @@
 #include "tessera/load/prefetch.hpp"
 #include "tessera/model/network.hpp"
 #include "tessera/optim/update.hpp"
+#include "tessera/comm/thread_comm.hpp"
 #include "tessera/reduce/thread_team.hpp"
 #include "tessera/train/progress.hpp"
 
@@ -196,9 +197,7 @@ class DataParallel {
         res.compute_seconds += since(t0);
         if (t % plan_.period == 0 || (s + 1 == steps && epoch + 1 == epochs_)) {
           const auto c0 = clock::now();
-          if (!team_.sync()) return res;
-          average_slice(share_aligned(p_, workers, w));
-          if (!team_.sync()) return res;
+          if (!comm_.all_reduce(w, params_[w].data(), p_, 1.0f / static_cast<float>(workers))) return res;
           res.communication_seconds += since(c0);
         }
       } else {
@@ -264,22 +263,13 @@ class DataParallel {
     for (std::size_t i = r.lo; i < r.hi; ++i) a[i] += b[i];
   }
 
-  void average_slice(Range r) {
-    const auto inv = 1.0f / static_cast<float>(params_.size());
-    for (std::size_t i = r.lo; i < r.hi; ++i) {
-      float s = 0.0f;
-      for (const auto& p : params_) s += p[i];
-      s *= inv;
-      for (auto& p : params_) p[i] = s;
-    }
-  }
-
   Architecture arch_;
   float wd_;
   optim::Optimizer opt_;
   ParallelPlan plan_;
   std::size_t epochs_;
   ThreadTeam team_;
+  ThreadComm comm_{team_};
   std::size_t p_;
   std::vector<std::vector<float>> params_;
   std::vector<optim::State<Dev>> states_;

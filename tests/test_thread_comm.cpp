@@ -1,0 +1,52 @@
+// Thread collectives: all-reduce and broadcast between the workers of a team, and a failing
+// worker that ends a collective instead of hanging it.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "tessera/comm/thread_comm.hpp"
+
+using namespace tessera::detail;
+
+TEST_CASE("all_reduce sums every worker's buffer into all of them", "[comm]") {
+  for (std::size_t n : {1u, 2u, 3u, 4u}) {
+    for (std::size_t count : {1u, 15u, 16u, 17u, 1000u, 4099u}) {
+      CAPTURE(n, count);
+      ThreadTeam team(n);
+      ThreadComm comm(team);
+      std::vector<std::vector<float>> buf(n, std::vector<float>(count));
+      for (std::size_t w = 0; w < n; ++w)
+        for (std::size_t i = 0; i < count; ++i) buf[w][i] = static_cast<float>(w + 1) * static_cast<float>(i % 7);
+      team.run([&](std::size_t w) { REQUIRE(comm.all_reduce(w, buf[w].data(), count, 0.5f)); });
+      const float total = static_cast<float>(n * (n + 1) / 2);
+      for (std::size_t w = 0; w < n; ++w)
+        for (std::size_t i = 0; i < count; ++i) REQUIRE(buf[w][i] == 0.5f * total * static_cast<float>(i % 7));
+    }
+  }
+}
+
+TEST_CASE("broadcast copies the root's buffer to every worker", "[comm]") {
+  ThreadTeam team(3);
+  ThreadComm comm(team);
+  std::vector<std::vector<float>> buf(3, std::vector<float>(100, 0.0f));
+  for (std::size_t i = 0; i < 100; ++i) buf[1][i] = static_cast<float>(i);
+  team.run([&](std::size_t w) { REQUIRE(comm.broadcast(w, buf[w].data(), 100, 1)); });
+  for (const auto& b : buf) CHECK(b == buf[1]);
+}
+
+TEST_CASE("a worker that throws before a collective ends the run, no hang", "[comm][errors]") {
+  ThreadTeam team(4);
+  ThreadComm comm(team);
+  std::vector<std::vector<float>> buf(4, std::vector<float>(64, 1.0f));
+  std::atomic<int> returned_false{0};
+  CHECK_THROWS_WITH(team.run([&](std::size_t w) {
+                      if (w == 2) throw std::runtime_error("worker 2 lost its data");
+                      if (!comm.all_reduce(w, buf[w].data(), 64)) ++returned_false;
+                    }),
+                    "worker 2 lost its data");
+  CHECK(returned_false.load() == 3);
+  // the team is usable again afterwards
+  team.run([&](std::size_t w) { REQUIRE(comm.all_reduce(w, buf[w].data(), 64)); });
+}
