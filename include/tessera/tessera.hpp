@@ -5,6 +5,8 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/matrix.hpp"
 #include "tessera/core/rng.hpp"
+#include "tessera/data/binary.hpp"
+#include "tessera/data/csv.hpp"
 #include "tessera/data/dataset.hpp"
 #include "tessera/data/split.hpp"
 #include "tessera/data/standardize.hpp"

@@ -1,0 +1,272 @@
+// tessera/data/csv.hpp - numeric CSV into a Dataset: one label column, every other column a float32
+// feature. Every error is an Error(ErrorKind::parse) naming file:line:column and what was expected.
+#pragma once
+
+#include <algorithm>
+#include <cfloat>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <concepts>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessera/data/dataset.hpp"
+
+namespace tessera::data {
+
+/// Selects the last column (the default label column).
+struct LastColumn {};
+inline constexpr LastColumn last_column{};
+
+/// A column: a 0-based index, a header name, or `last_column`.
+struct ColumnRef {
+  enum class Kind { last, index, name };
+  Kind kind = Kind::last;
+  std::size_t index = 0;
+  std::string name;
+
+  ColumnRef(LastColumn) noexcept {}  // NOLINT(google-explicit-constructor): all implicit by design
+  template <std::integral I>
+    requires(!std::same_as<I, bool>)
+  ColumnRef(I i) : kind(Kind::index), index(static_cast<std::size_t>(i)) {
+    if constexpr (std::is_signed_v<I>)
+      detail::require(i >= 0, ErrorKind::invalid_argument, "column index " + std::to_string(i) + " is negative");
+  }
+  ColumnRef(const char* n) : kind(Kind::name), name(n) {}
+  ColumnRef(std::string n) : kind(Kind::name), name(std::move(n)) {}
+};
+
+struct CsvOptions {
+  ColumnRef label = last_column;  ///< the target column; the others are the features
+  char delimiter = ',';
+  bool header = true;             ///< first non-blank line holds column names (may be "quoted")
+  bool allow_non_finite = false;  ///< accept nan / inf in features and labels
+  std::size_t num_classes = 0;    ///< > 0: labels must be integers in [0, num_classes)
+};
+
+}  // namespace tessera::data
+
+namespace tessera::detail {
+
+inline std::vector<std::string> default_names(std::size_t n) {
+  std::vector<std::string> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i].append("x").append(std::to_string(i));
+  return v;
+}
+
+inline std::string csv_quoted(std::string_view s) {
+  return "\"" + std::string(s.substr(0, 40)) + (s.size() > 40 ? "...\"" : "\"");
+}
+
+/// Opens `path` for binary reading and returns its size; ErrorKind::io if it cannot.
+inline std::uint64_t open_data_file(std::ifstream& f, const std::string& path) {
+  std::error_code ec;
+  f.open(path, std::ios::binary);
+  if (!f || std::filesystem::is_directory(path, ec))
+    fail(ErrorKind::io, path + ": cannot open for reading" + (std::filesystem::exists(path, ec) ? "" : " (no such file)"));
+  const std::uint64_t size = std::filesystem::file_size(path, ec);
+  require(!ec, ErrorKind::io, path + ": cannot get the file size: " + ec.message());
+  return size;
+}
+
+/// Position tracking and messages for parse_csv.
+struct CsvParser {
+  std::string_view text;
+  const std::string& file;
+  char delim;
+  std::size_t pos = 0, line_no = 0, ncols = 0, first_line = 0;
+  bool header = true;
+  std::string_view line;
+
+  CsvParser(std::string_view t, const std::string& f, char d, bool h) : text(t), file(f), delim(d), header(h) {}
+  bool next_line() {
+    if (pos >= text.size()) return false;
+    std::size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    line = text.substr(pos, nl - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos = nl + 1;
+    ++line_no;
+    return true;
+  }
+  [[nodiscard]] bool space(char c) const noexcept { return (c == ' ' || c == '\t') && c != delim; }
+  [[nodiscard]] bool blank() const noexcept { return line.find_first_not_of(" \t") == line.npos; }
+  [[nodiscard]] std::string where() const { return file + ":" + std::to_string(line_no); }
+  [[noreturn]] void fail_line(const std::string& msg) const { fail(ErrorKind::parse, where() + ": " + msg); }
+  [[noreturn]] void fail_at(const char* at, const std::string& msg) const {
+    std::size_t col = 1;  // counted in UTF-8 characters
+    for (const char* p = line.data(); p < at; ++p) col += (static_cast<unsigned char>(*p) & 0xC0) != 0x80;
+    fail(ErrorKind::parse, where() + ":" + std::to_string(col) + ": " + msg);
+  }
+  /// An error in a data row; a wrong field count is reported first, as it is the likelier cause.
+  [[noreturn]] void row_fail(const char* at, const std::string& msg) const {
+    const std::size_t n = static_cast<std::size_t>(std::count(line.begin(), line.end(), delim)) + 1;
+    if (n != ncols)
+      fail_at(line.data(), "ragged row: " + std::to_string(n) + " fields, expected " + std::to_string(ncols) +
+                               " (as in the " + (header ? "header" : "first row") + " at line " +
+                               std::to_string(first_line) + ")");
+    fail_at(at, msg);
+  }
+
+  std::vector<std::string> header_names() const {
+    std::vector<std::string> names;
+    const char *p = line.data(), *end = p + line.size();
+    for (;;) {
+      while (p < end && space(*p)) ++p;
+      const char* start = p;
+      std::string name;
+      if (p < end && *p == '"') {
+        for (++p;; ++p) {
+          if (p == end) fail_at(start, "unterminated quoted name, expected a closing '\"'");
+          if (*p != '"') name += *p;
+          else if (p + 1 < end && p[1] == '"') name += *p++;
+          else break;
+        }
+        for (++p; p < end && space(*p);) ++p;
+        if (p < end && *p != delim)
+          fail_at(p, std::string("expected '") + delim + "' or the end of the line after a quoted name");
+      } else {
+        p = std::find(p, end, delim);
+        const char* t = p;
+        while (t > start && space(t[-1])) --t;
+        name.assign(start, t);
+      }
+      if (name.empty()) fail_at(start, "empty column name, expected a name");
+      names.push_back(std::move(name));
+      if (p == end) return names;
+      ++p;
+    }
+  }
+
+  void trim(const char*& b, const char*& e) const {
+    while (b < e && space(*b)) ++b;
+    while (e > b && space(e[-1])) --e;
+  }
+  /// The number in the trimmed field [b, e).
+  float number(const char* b, const char* e, bool allow_non_finite) const {
+    if (b == e) row_fail(b, "empty field, expected a number");
+    const char *s = b, *t = e;
+    if (*s == '"' && t - s >= 2 && t[-1] == '"') ++s, --t;
+    if (s < t - 1 && *s == '+' && s[1] != '-') ++s;
+    float v = 0;
+    const auto r = std::from_chars(s, t, v);
+    if (r.ec == std::errc::invalid_argument || r.ptr != t)
+      row_fail(b, "expected a number, got " + csv_quoted({b, std::size_t(e - b)}));
+    if (r.ec == std::errc::result_out_of_range) {  // below FLT_MIN rounds; above FLT_MAX fails
+      double d = 0;
+      if (std::from_chars(s, t, d).ec != std::errc{} || std::fabs(d) > FLT_MAX)
+        row_fail(b, "number " + csv_quoted({b, std::size_t(e - b)}) + " is outside the float32 range");
+      v = static_cast<float>(d);
+    }
+    if (!allow_non_finite && !std::isfinite(v))
+      row_fail(b, std::string(std::isnan(v) ? "NaN" : v > 0 ? "infinity" : "-infinity") +
+                      " is not allowed (pass allow_non_finite to accept it)");
+    return v;
+  }
+};
+
+}  // namespace tessera::detail
+
+namespace tessera::data {
+
+/// Parses CSV `text`; `name_for_messages` is the file name errors start with. Blank lines are
+/// ignored; CRLF or LF, a UTF-8 byte-order mark, spaces around fields and a leading '+' are accepted.
+inline Dataset parse_csv(std::string_view text, const std::string& name_for_messages, CsvOptions options = {}) {
+  const std::string& file = name_for_messages;
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  detail::CsvParser P(text, file, options.delimiter, options.header);
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    detail::fail(ErrorKind::parse, file + ": empty file, expected " + (options.header ? "a header row" : "a data row"));
+  while (P.next_line() && P.blank()) {}
+  P.first_line = P.line_no;
+  std::vector<std::string> names;
+  if (options.header) names = P.header_names();
+  P.ncols = options.header ? names.size()
+                           : static_cast<std::size_t>(std::count(P.line.begin(), P.line.end(), P.delim)) + 1;
+  const std::string what = options.header ? "the header has " : "the first row has ";
+  if (P.ncols < 2)
+    P.fail_line("only 1 column, expected at least 2 (the features and the label)");
+  std::size_t label = P.ncols - 1;
+  const ColumnRef& L = options.label;
+  if (L.kind == ColumnRef::Kind::index) {
+    label = L.index;
+    if (label >= P.ncols)
+      P.fail_line("label column " + std::to_string(label) + " is past the last column: " + what +
+                  std::to_string(P.ncols) + " columns (indices 0 to " + std::to_string(P.ncols - 1) + ")");
+  } else if (L.kind == ColumnRef::Kind::name) {
+    if (!options.header)
+      P.fail_line("label column \"" + L.name + "\" given by name, but the file is read without a header; give its index");
+    const auto it = std::find(names.begin(), names.end(), L.name);
+    if (it == names.end()) {
+      std::string list;
+      for (std::size_t i = 0; i < names.size() && i < 20; ++i) list += (i ? ", " : "") + names[i];
+      if (names.size() > 20) list += ", ... (" + std::to_string(names.size()) + " in all)";
+      P.fail_line("no column named \"" + L.name + "\" in the header (columns: " + list + ")");
+    }
+    label = static_cast<std::size_t>(it - names.begin());
+    if (std::find(it + 1, names.end(), L.name) != names.end())
+      P.fail_line("column name \"" + L.name + "\" appears more than once in the header");
+  }
+
+  const std::size_t estimate = static_cast<std::size_t>(std::count(text.begin() + std::ptrdiff_t(P.pos), text.end(), '\n')) + 2;
+  std::vector<float> X, Y;
+  X.reserve(estimate * (P.ncols - 1));
+  Y.reserve(estimate);
+  const float classes = static_cast<float>(options.num_classes);
+  bool pending = !options.header;  // without a header the first line is data
+  while (pending || P.next_line()) {
+    pending = false;
+    if (P.blank()) continue;
+    const char *p = P.line.data(), *end = p + P.line.size();
+    std::size_t col = 0;
+    for (;; ++col) {
+      const void* found = std::memchr(p, P.delim, static_cast<std::size_t>(end - p));
+      const char *next = found ? static_cast<const char*>(found) : end, *e = next;
+      if (col >= P.ncols) P.row_fail(p, {});  // reports the field count
+      P.trim(p, e);
+      const float v = P.number(p, e, options.allow_non_finite);
+      if (col != label) {
+        X.push_back(v);
+      } else {
+        if (options.num_classes > 0 && !(v >= 0.0f && v < classes && v == std::floor(v)))
+          P.row_fail(p, "label " + std::string(p, e) + " out of range: expected an integer class in [0, " +
+                            std::to_string(options.num_classes) + ")");
+        Y.push_back(v);
+      }
+      if (next == end) break;
+      p = next + 1;
+    }
+    if (col + 1 != P.ncols) P.row_fail(P.line.data(), {});
+  }
+  if (Y.empty())
+    detail::fail(ErrorKind::parse, file + ": no data rows, expected at least one after the header at line " +
+                                       std::to_string(P.first_line));
+
+  const std::size_t rows = Y.size();
+  Dataset d(Matrix(rows, P.ncols - 1, std::move(X)), std::move(Y), 1);
+  if (options.header) {
+    d.target_name = names[label];
+    names.erase(names.begin() + std::ptrdiff_t(label));
+    d.feature_names = std::move(names);
+  } else {
+    d.feature_names = detail::default_names(P.ncols - 1);
+    d.target_name = "y";
+  }
+  return d;
+}
+
+/// Reads the file at `path` (ErrorKind::io when it cannot be opened) and parses it as parse_csv does.
+inline Dataset read_csv(const std::string& path, CsvOptions options = {}) {
+  std::ifstream f;
+  std::string text(static_cast<std::size_t>(detail::open_data_file(f, path)), '\0');
+  f.read(text.data(), static_cast<std::streamsize>(text.size()));
+  detail::require(static_cast<bool>(f), ErrorKind::io, path + ": read failed");
+  return parse_csv(text, path, std::move(options));
+}
+
+}  // namespace tessera::data
