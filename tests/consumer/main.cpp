@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   test = scaler.transform(test);
 
   Model model = models::mlp({64, 128, 10}, act::relu, loss::softmax_cross_entropy, {.seed = 42});
-  Trainer<DataSplit<Random>> trainer({.batch_size = 32, .epochs = 20, .seed = 42}, optim::adam(1e-3));
+  Trainer<DataSplit<Random>> trainer({.batch_size = 8, .epochs = 20, .seed = 42, .workers = 2}, optim::adam(1e-2));
   History history = trainer.fit(model, train);
 
   std::printf("final loss %.4f, test accuracy %.4f\n", history.last().loss, metrics::accuracy(model, test));
