@@ -1,0 +1,66 @@
+// Data-parallel training throughput on worker threads: samples/s of whole training epochs (SGD,
+// Uniform split, no validation) for the two MLPs of the data-parallel benchmarks, with 1 and 2
+// workers, and the cost of the deterministic mode.
+//
+//   bench_data_parallel --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+
+#include <tessera/tessera.hpp>
+
+using namespace tessera;
+
+namespace {
+
+data::Dataset synthetic(std::size_t n, std::size_t d, std::size_t classes) {
+  Matrix x(n, d);
+  std::vector<float> y(n);
+  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = rng::normal(1, rng::Stream::user, i, 0);
+  for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % classes);
+  return {std::move(x), std::move(y)};
+}
+
+/// Multiply-adds of forward and backward for one sample: 2 flops each for the forward product,
+/// the weight gradient and (all layers but the first) the input gradient.
+double flops_per_sample(const std::vector<std::size_t>& sizes) {
+  double f = 0.0;
+  for (std::size_t l = 1; l < sizes.size(); ++l) {
+    const double mn = static_cast<double>(sizes[l - 1] * sizes[l]);
+    f += (l == 1 ? 4.0 : 6.0) * mn;
+  }
+  return f;
+}
+
+void train(benchmark::State& state, const std::vector<std::size_t>& sizes, std::size_t batch, std::size_t steps,
+           bool deterministic) {
+  const auto workers = static_cast<std::size_t>(state.range(0));
+  // the same data set for 1 and 2 workers: `steps` global steps of 2 workers x batch
+  const data::Dataset d = synthetic(2 * batch * steps, sizes.front(), sizes.back());
+  Model model = models::mlp(sizes, act::relu, loss::softmax_cross_entropy, {.seed = 1});
+  Trainer<> t({.batch_size = batch, .epochs = 1, .seed = 1, .workers = workers, .deterministic = deterministic,
+               .progress = Progress::never},
+              optim::sgd(1e-3));
+  double compute = 0.0, comm = 0.0;
+  for (auto _ : state) {
+    const History h = t.fit(model, d);
+    compute += h.last().compute_seconds;
+    comm += h.last().communication_seconds;
+  }
+  const double samples = static_cast<double>(d.rows()) * static_cast<double>(state.iterations());
+  state.SetItemsProcessed(static_cast<int64_t>(samples));
+  state.counters["samples/s"] = benchmark::Counter(samples, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(samples * flops_per_sample(sizes) * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["comm_share"] = comm / (compute + comm);
+}
+
+void BM_mlp_784_1024_1024_10_batch256(benchmark::State& s) { train(s, {784, 1024, 1024, 10}, 256, 8, false); }
+void BM_mlp_64_128_128_10_batch64(benchmark::State& s) { train(s, {64, 128, 128, 10}, 64, 200, false); }
+void BM_mlp_784_1024_1024_10_batch256_deterministic(benchmark::State& s) { train(s, {784, 1024, 1024, 10}, 256, 8, true); }
+void BM_mlp_64_128_128_10_batch64_deterministic(benchmark::State& s) { train(s, {64, 128, 128, 10}, 64, 200, true); }
+
+}  // namespace
+
+BENCHMARK(BM_mlp_784_1024_1024_10_batch256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_mlp_64_128_128_10_batch64)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_mlp_784_1024_1024_10_batch256_deterministic)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_mlp_64_128_128_10_batch64_deterministic)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_MAIN();
