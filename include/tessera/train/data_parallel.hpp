@@ -22,9 +22,15 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "tessera/data/dataset.hpp"
+#include "tessera/device/cpu.hpp"
 #include "tessera/load/prefetch.hpp"
 #include "tessera/model/network.hpp"
 #include "tessera/optim/update.hpp"
@@ -175,6 +181,10 @@ class DataParallel {
                            std::size_t epoch, std::size_t steps, ProgressLine& progress) {
     const std::size_t n = d.rows(), workers = plan_.workers, global = workers * plan_.batch;
     const auto exec = Dev::exec();
+#if defined(_OPENMP)
+    // OpenMP's thread count is per thread: keep an OpenMP-built BLAS on this worker's core.
+    if constexpr (!std::is_same_v<Dev, Cpu>) omp_set_num_threads(1);
+#endif
     EpochResult res;
     for (std::size_t s = 0; s < steps; ++s) {
       const auto t0 = clock::now();
