@@ -14,6 +14,7 @@ out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path
 raw = np.loadtxt(gzip.open(SOURCE, "rt"), delimiter=",")
 ref = load_digits()
 assert raw.shape == (1797, 65), raw.shape
+assert (raw == np.rint(raw)).all() and raw[:, :64].min() >= 0 and raw[:, :64].max() <= 16, "not integers 0..16"
 assert (raw[:, :64] == ref.data).all() and (raw[:, 64] == ref.target).all(), "differs from load_digits()"
 with open(out, "w", newline="\n") as f:
     f.write(",".join([f"pixel_{i}" for i in range(64)] + ["label"]) + "\n")
