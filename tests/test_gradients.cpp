@@ -60,25 +60,32 @@ TEST_CASE("the fused least-squares path matches finite differences", "[gradients
   CHECK(r.ok);
 }
 
-TEST_CASE("the fused least-squares gradient equals the general path", "[gradients]") {
-  // The same function as a 1-output linear layer on softmax-free loss, computed with two GEMMs.
-  Model fused = models::linear_regression(8, {.seed = 4});
-  const Matrix x = random_inputs(3000, 8, 9);
-  const auto y = targets_for(fused, 3000, 1);
+TEST_CASE("the fused least-squares gradient equals a double-precision reference", "[gradients]") {
+  // widths below, at and past the 16-float lanes; row counts that leave 1-3 rows after the
+  // four-row groups of a block, and blocks of 2048 rows
+  const std::size_t d = GENERATE(8u, 64u, 70u);
+  const std::size_t n = GENERATE(3000u, 2051u, 7u);
+  CAPTURE(d, n);
+  Model fused = models::linear_regression(d, {.seed = 4});
+  const Matrix x = random_inputs(n, d, 9);
+  const auto y = targets_for(fused, n, 1);
   std::vector<float> g_fused, g_general(fused.parameter_count(), 0.0f);
   const double l_fused = fused.loss_and_gradient(x, y, g_fused);
   // general path: forward, residual, X^T r computed here in double
   const Matrix z = fused.forward(x);
+  const auto nd = static_cast<double>(n);
   double l = 0;
-  std::vector<double> g(9, 0.0);
-  for (std::size_t r = 0; r < 3000; ++r) {
-    const double res = double(z(r, 0)) - y[r];
+  std::vector<double> g(d + 1, 0.0);
+  for (std::size_t r = 0; r < n; ++r) {
+    double res = fused.parameters()[d] - double(y[r]);
+    for (std::size_t j = 0; j < d; ++j) res += double(x(r, j)) * fused.parameters()[j];
     l += res * res;
-    for (std::size_t j = 0; j < 8; ++j) g[j] += 2.0 * res * x(r, j) / 3000.0;
-    g[8] += 2.0 * res / 3000.0;
+    for (std::size_t j = 0; j < d; ++j) g[j] += 2.0 * res * x(r, j) / nd;
+    g[d] += 2.0 * res / nd;
   }
-  CHECK(l_fused == Approx(l / 3000.0).epsilon(1e-4));
-  for (std::size_t j = 0; j < 9; ++j) CHECK(g_fused[j] == Approx(g[j]).epsilon(1e-3).margin(1e-5));
+  CHECK(z.rows() == n);
+  CHECK(l_fused == Approx(l / nd).epsilon(1e-4));
+  for (std::size_t j = 0; j <= d; ++j) CHECK(g_fused[j] == Approx(g[j]).epsilon(1e-3).margin(1e-5));
 }
 
 TEST_CASE("the gradient checker reports a wrong gradient and names the parameter", "[gradients]") {

@@ -12,6 +12,14 @@
 
 namespace tessera::detail {
 
+/// Sum of `lanes` floats by halving (a tree the compiler turns into vector adds).
+template <std::size_t Lanes>
+TESSERA_HD inline float lane_sum(float* a) {
+  for (std::size_t h = Lanes / 2; h >= 1; h /= 2)
+    for (std::size_t k = 0; k < h; ++k) a[k] += a[k + h];
+  return a[0];
+}
+
 struct LeastSquaresBlock {
   const float* x;  // n x d, row-major
   const float* w;  // d
@@ -20,21 +28,51 @@ struct LeastSquaresBlock {
   float* partial;  // blocks x (d + 2)
   std::size_t n, d, block;
 
+  static constexpr std::size_t lanes = 16;  // one AVX-512 register, two AVX2 registers
+  static constexpr std::size_t rows = 4;    // rows in flight: four independent dot products
+
+  /// Residuals of the Count rows starting at row r: x_r . w + bias - y_r. Count is a constant, so
+  /// the Count x lanes accumulators stay in registers.
+  template <std::size_t Count>
+  TESSERA_HD void residuals(std::size_t r, float* res) const {
+    float acc[Count][lanes] = {};
+    const std::size_t full = d / lanes * lanes;
+    for (std::size_t j = 0; j < full; j += lanes)
+      for (std::size_t q = 0; q < Count; ++q) {
+        const float* TESSERA_RESTRICT xr = x + (r + q) * d + j;
+        TESSERA_SIMD
+        for (std::size_t k = 0; k < lanes; ++k) acc[q][k] += xr[k] * w[j + k];
+      }
+    for (std::size_t q = 0; q < Count; ++q) {
+      for (std::size_t j = full; j < d; ++j) acc[q][0] += x[(r + q) * d + j] * w[j];
+      res[q] = lane_sum<lanes>(acc[q]) + bias - y[r + q];
+    }
+  }
+
   TESSERA_HD void operator()(std::size_t blk) const {
     float* TESSERA_RESTRICT g = partial + blk * (d + 2);
     for (std::size_t j = 0; j < d; ++j) g[j] = 0.0f;
     float gb = 0.0f, loss = 0.0f;
     const std::size_t lo = blk * block, hi = lo + block < n ? lo + block : n;
-    for (std::size_t r = lo; r < hi; ++r) {
-      const float* TESSERA_RESTRICT xr = x + r * d;
-      float dot = 0.0f;
-      TESSERA_SIMD_SUM(dot)
-      for (std::size_t j = 0; j < d; ++j) dot += xr[j] * w[j];
-      const float res = dot + bias - y[r];
+    std::size_t r = lo;
+    for (; r + rows <= hi; r += rows) {  // four rows at a time: one pass over g per four rows
+      float res[rows];
+      residuals<rows>(r, res);
+      const float *x0 = x + r * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
       TESSERA_SIMD
-      for (std::size_t j = 0; j < d; ++j) g[j] += res * xr[j];
-      gb += res;
-      loss += res * res;
+      for (std::size_t j = 0; j < d; ++j) g[j] += res[0] * x0[j] + res[1] * x1[j] + res[2] * x2[j] + res[3] * x3[j];
+      for (std::size_t q = 0; q < rows; ++q) {
+        gb += res[q];
+        loss += res[q] * res[q];
+      }
+    }
+    for (; r < hi; ++r) {  // the last rows of the block
+      float res[1];
+      residuals<1>(r, res);
+      const float* x0 = x + r * d;
+      for (std::size_t j = 0; j < d; ++j) g[j] += res[0] * x0[j];
+      gb += res[0];
+      loss += res[0] * res[0];
     }
     g[d] = gb;
     g[d + 1] = loss;
