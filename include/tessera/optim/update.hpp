@@ -10,34 +10,51 @@
 
 namespace tessera::detail {
 
-struct SgdUpdate {
-  float* w;
+/// Where an update reads the gradient: one buffer, or the sum of two workers' buffers (the
+/// all-reduce of two workers fused into the update: one pass instead of a reduction, then an
+/// update).
+struct GradientOf {
   const float* g;
-  float lr;
-  TESSERA_HD void operator()(std::size_t i) const { w[i] -= lr * g[i]; }
+  TESSERA_HD float operator()(std::size_t i) const { return g[i]; }
+};
+struct GradientSum2 {
+  const float* a;
+  const float* b;
+  TESSERA_HD float operator()(std::size_t i) const { return a[i] + b[i]; }
 };
 
+template <class G>
+struct SgdUpdate {
+  float* w;
+  G g;
+  float lr;
+  TESSERA_HD void operator()(std::size_t i) const { w[i] -= lr * g(i); }
+};
+
+template <class G>
 struct MomentumUpdate {
   float* w;
-  const float* g;
+  G g;
   float* v;
   float lr, mu;
   bool nesterov;
   TESSERA_HD void operator()(std::size_t i) const {
-    const float vi = mu * v[i] + g[i];
+    const float gi = g(i);
+    const float vi = mu * v[i] + gi;
     v[i] = vi;
-    w[i] -= lr * (nesterov ? g[i] + mu * vi : vi);
+    w[i] -= lr * (nesterov ? gi + mu * vi : vi);
   }
 };
 
+template <class G>
 struct AdamUpdate {
   float* w;
-  const float* g;
+  G g;
   float* m;
   float* v;
   float lr, b1, b2, eps, c1, c2, wd;  // c1 = 1/(1-b1^t), c2 = 1/(1-b2^t)
   TESSERA_HD void operator()(std::size_t i) const {
-    const float gi = g[i];
+    const float gi = g(i);
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
     const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
     m[i] = mi;
@@ -73,21 +90,26 @@ class State {
   /// that share one state update disjoint slices of it in parallel.
   template <class Exec>
   void update(Exec&& exec, float* w, const float* g, std::size_t lo, std::size_t hi, double lr, std::uint64_t t) {
+    update_from(exec, w, detail::GradientOf{g + lo}, lo, hi, lr, t);
+  }
+
+  /// Same, reading the gradient through `g` (indexed from lo): a buffer, or a sum of buffers.
+  template <class Exec, class G>
+  void update_from(Exec&& exec, float* w, G g, std::size_t lo, std::size_t hi, double lr, std::uint64_t t) {
     const auto f = static_cast<float>(lr);
     const std::size_t n = hi - lo;
     w += lo;
-    g += lo;
     switch (opt_.kind) {
-      case Optimizer::Kind::sgd: detail::for_each_element(exec, n, detail::SgdUpdate{w, g, f}); break;
+      case Optimizer::Kind::sgd: detail::for_each_element(exec, n, detail::SgdUpdate<G>{w, g, f}); break;
       case Optimizer::Kind::momentum:
-        detail::for_each_element(exec, n, detail::MomentumUpdate{w, g, raw(first_) + lo, f,
+        detail::for_each_element(exec, n, detail::MomentumUpdate<G>{w, g, raw(first_) + lo, f,
                                                                  static_cast<float>(opt_.momentum), opt_.nesterov});
         break;
       case Optimizer::Kind::adam: {
         const auto tt = static_cast<double>(t);
         detail::for_each_element(
             exec, n,
-            detail::AdamUpdate{w, g, raw(first_) + lo, raw(second_) + lo, f, static_cast<float>(opt_.beta1),
+            detail::AdamUpdate<G>{w, g, raw(first_) + lo, raw(second_) + lo, f, static_cast<float>(opt_.beta1),
                                static_cast<float>(opt_.beta2), static_cast<float>(opt_.epsilon),
                                static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta1, tt))),
                                static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta2, tt))),

@@ -227,10 +227,18 @@ class DataParallel {
         const auto c0 = clock::now();
         if (!team_.sync()) return res;
         const Range slice = share_aligned(p_, workers, w);
-        reduce_slice(slice);
-        const double comm = since(c0);
-        const auto u0 = clock::now();
-        states_[0].update(exec, params_[0].data(), grads_[0].data(), slice.lo, slice.hi, lr, t);
+        double comm = since(c0);  // the barrier; a fused reduction counts as update time below
+        auto u0 = clock::now();
+        if (!plan_.shards && workers == 2) {  // reduce-scatter fused into the update: one pass
+          states_[0].update_from(exec, params_[0].data(),
+                                 GradientSum2{grads_[0].data() + slice.lo, grads_[1].data() + slice.lo}, slice.lo,
+                                 slice.hi, lr, t);
+        } else {
+          reduce_slice(slice);
+          comm = since(c0);
+          u0 = clock::now();
+          states_[0].update(exec, params_[0].data(), grads_[0].data(), slice.lo, slice.hi, lr, t);
+        }
         double step_loss = 0.0;
         for (double l : losses_) step_loss += l;  // fixed order
         const double upd = since(u0);
