@@ -2,6 +2,8 @@
 // foreign and corrupted files.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -19,52 +21,11 @@
 using namespace tessera;
 namespace fs = std::filesystem;
 
+using test::ErrorWith;
+using test::IsError;
+using test::TempDir;
+
 namespace {
-
-/// Matches a tessera::Error of the given kind whose what() is exactly "tessera: " + message.
-class IsError : public Catch::MatcherBase<Error> {
- public:
-  IsError(ErrorKind kind, std::string message) : kind_(kind), message_("tessera: " + std::move(message)) {}
-  bool match(const Error& e) const override { return e.kind() == kind_ && e.what() == message_; }
-  std::string describe() const override {
-    return std::string("is a tessera::Error of kind '") + to_string(kind_) + "' saying: " + message_;
-  }
-
- private:
-  ErrorKind kind_;
-  std::string message_;
-};
-
-/// Matches a tessera::Error of the given kind whose message contains `part`.
-class ErrorWith : public Catch::MatcherBase<Error> {
- public:
-  ErrorWith(ErrorKind kind, std::string part) : kind_(kind), part_(std::move(part)) {}
-  bool match(const Error& e) const override {
-    return e.kind() == kind_ && std::string(e.what()).find(part_) != std::string::npos;
-  }
-  std::string describe() const override {
-    return std::string("is a tessera::Error of kind '") + to_string(kind_) + "' containing: " + part_;
-  }
-
- private:
-  ErrorKind kind_;
-  std::string part_;
-};
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("tessera_test_binary_" + std::to_string(rd()) + "_" +
-                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  [[nodiscard]] std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<unsigned char> bytes_of(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -1,6 +1,8 @@
 // Save and load: round trip bitwise, and every damaged file is a clear error, never a crash.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,13 +13,9 @@
 using namespace tessera;
 namespace fs = std::filesystem;
 
+using test::TempDir;
+
 namespace {
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tessera_ckpt_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const char* name) const { return (path / name).string(); }
-};
 std::vector<char> bytes(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), {}};

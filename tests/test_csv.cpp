@@ -2,6 +2,8 @@
 // exact file:line:column.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,44 +18,13 @@ using namespace tessera;
 using data::CsvOptions;
 using data::parse_csv;
 
+using test::IsError;
+using test::TempDir;
+
 namespace {
-
-/// Matches a tessera::Error of the given kind whose what() is exactly "tessera: " + message.
-class IsError : public Catch::MatcherBase<Error> {
- public:
-  IsError(ErrorKind kind, std::string message) : kind_(kind), message_("tessera: " + std::move(message)) {}
-  bool match(const Error& e) const override { return e.kind() == kind_ && e.what() == message_; }
-  std::string describe() const override {
-    return std::string("is a tessera::Error of kind '") + to_string(kind_) + "' saying: " + message_;
-  }
-
- private:
-  ErrorKind kind_;
-  std::string message_;
-};
 
 IsError parse_error(std::string message) { return {ErrorKind::parse, std::move(message)}; }
 
-/// A fresh folder under the system's temporary folder, removed with everything in it at the end.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("tessera_test_csv_" + std::to_string(rd()) + "_" +
-            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& content) const {
-    const std::string p = (path / name).string();
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-};
 
 const char* const small = "a,b,label\n0.1,-2.5,1\n1e-3,3,0\n7,-0,2\n";
 
