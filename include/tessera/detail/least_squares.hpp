@@ -40,8 +40,9 @@ struct LeastSquaresBlock {
     for (std::size_t j = 0; j < full; j += lanes)
       for (std::size_t q = 0; q < Count; ++q) {
         const float* TESSERA_RESTRICT xr = x + (r + q) * d + j;
+        const float* TESSERA_RESTRICT wj = w + j;
         TESSERA_SIMD
-        for (std::size_t k = 0; k < lanes; ++k) acc[q][k] += xr[k] * w[j + k];
+        for (std::size_t k = 0; k < lanes; ++k) acc[q][k] += xr[k] * wj[k];
       }
     for (std::size_t q = 0; q < Count; ++q) {
       for (std::size_t j = full; j < d; ++j) acc[q][0] += x[(r + q) * d + j] * w[j];
@@ -50,6 +51,13 @@ struct LeastSquaresBlock {
   }
 
   TESSERA_HD void operator()(std::size_t blk) const {
+    // A local copy: when the parallel loop reaches this functor through a pointer, every store to
+    // g could alias its fields and force them to be reloaded; a local's fields cannot be aliased.
+    const LeastSquaresBlock local = *this;
+    local.run(blk);
+  }
+
+  TESSERA_HD void run(std::size_t blk) const {
     float* TESSERA_RESTRICT g = partial + blk * (d + 2);
     for (std::size_t j = 0; j < d; ++j) g[j] = 0.0f;
     float gb = 0.0f, loss = 0.0f;
@@ -58,7 +66,10 @@ struct LeastSquaresBlock {
     for (; r + rows <= hi; r += rows) {  // four rows at a time: one pass over g per four rows
       float res[rows];
       residuals<rows>(r, res);
-      const float *x0 = x + r * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+      const float* TESSERA_RESTRICT x0 = x + r * d;
+      const float* TESSERA_RESTRICT x1 = x0 + d;
+      const float* TESSERA_RESTRICT x2 = x1 + d;
+      const float* TESSERA_RESTRICT x3 = x2 + d;
       TESSERA_SIMD
       for (std::size_t j = 0; j < d; ++j) g[j] += res[0] * x0[j] + res[1] * x1[j] + res[2] * x2[j] + res[3] * x3[j];
       for (std::size_t q = 0; q < rows; ++q) {
