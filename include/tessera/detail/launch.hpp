@@ -13,10 +13,23 @@
 
 namespace tessera::detail {
 
+/// Calls a copy of f held in a local: a parallel loop reaches its functor through a pointer, and
+/// the compiler must then assume that every store the functor makes may change the functor's own
+/// fields (its pointers and sizes) and reload them; a local copy's fields cannot be aliased.
+template <class F>
+struct Local {
+  F f;
+  TESSERA_HD void operator()(std::size_t i) const {
+    const F local = f;
+    local(i);
+  }
+};
+
 /// Calls f(i) for i in [0, n) in parallel on the system of `exec`.
 template <class Exec, class F>
 void for_each_index(Exec&& exec, std::size_t n, F f) {
-  thrust::for_each(exec, thrust::counting_iterator<std::size_t>(0), thrust::counting_iterator<std::size_t>(n), f);
+  thrust::for_each(exec, thrust::counting_iterator<std::size_t>(0), thrust::counting_iterator<std::size_t>(n),
+                   Local<F>{f});
 }
 
 /// Wraps an elementwise functor so that one parallel item handles a contiguous chunk: on the CPU
@@ -26,8 +39,9 @@ struct Chunked {
   F f;
   std::size_t n, chunk;
   TESSERA_HD void operator()(std::size_t c) const {
+    const F local = f;  // see Local
     const std::size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
-    for (std::size_t i = lo; i < hi; ++i) f(i);
+    for (std::size_t i = lo; i < hi; ++i) local(i);
   }
 };
 

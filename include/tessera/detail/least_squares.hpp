@@ -50,14 +50,7 @@ struct LeastSquaresBlock {
     }
   }
 
-  TESSERA_HD void operator()(std::size_t blk) const {
-    // A local copy: when the parallel loop reaches this functor through a pointer, every store to
-    // g could alias its fields and force them to be reloaded; a local's fields cannot be aliased.
-    const LeastSquaresBlock local = *this;
-    local.run(blk);
-  }
-
-  TESSERA_HD void run(std::size_t blk) const {
+  TESSERA_HD void operator()(std::size_t blk) const {  // launched through Local (launch.hpp)
     float* TESSERA_RESTRICT g = partial + blk * (d + 2);
     for (std::size_t j = 0; j < d; ++j) g[j] = 0.0f;
     float gb = 0.0f, loss = 0.0f;
