@@ -1,0 +1,79 @@
+// MPI collectives, sub-communicators and rank agreement; run by ctest under mpirun with 1, 2, 3
+// and 4 ranks. Every rank runs every test case; collectives are called in the same order on all.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <numeric>
+#include <vector>
+
+#include "tessera/model/models.hpp"
+#include "tessera/mpi.hpp"
+
+using namespace tessera;
+
+TEST_CASE("all_reduce sums every rank's buffer, floats and doubles", "[mpi]") {
+  const auto comm = mpi::Communicator::world();
+  const int n = comm.size(), r = comm.rank();
+  std::vector<float> f(1001);
+  std::vector<double> d(17);
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>((r + 1) * static_cast<int>(i % 5));
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = 0.5 * (r + 1);
+  comm.all_reduce(f.data(), f.size());
+  comm.all_reduce(d.data(), d.size());
+  const int total = n * (n + 1) / 2;
+  for (std::size_t i = 0; i < f.size(); ++i) REQUIRE(f[i] == static_cast<float>(total * static_cast<int>(i % 5)));
+  for (double v : d) REQUIRE(v == 0.5 * total);
+}
+
+TEST_CASE("broadcast copies the root's buffer to every rank", "[mpi]") {
+  const auto comm = mpi::Communicator::world();
+  for (int root : {0, comm.size() - 1}) {
+    std::vector<float> b(100, static_cast<float>(comm.rank()));
+    comm.broadcast(b.data(), b.size(), root);
+    for (float v : b) REQUIRE(v == static_cast<float>(root));
+  }
+}
+
+TEST_CASE("split makes sub-groups whose collectives stay inside them", "[mpi]") {
+  const auto world = mpi::Communicator::world();
+  const int color = world.rank() % 2;  // e.g. two pipeline stages, each a data-parallel group
+  const auto group = world.split(color, world.rank());
+  int expected_size = 0, expected_sum = 0;
+  for (int r = 0; r < world.size(); ++r)
+    if (r % 2 == color) {
+      ++expected_size;
+      expected_sum += r;
+    }
+  CHECK(group.size() == expected_size);
+  CHECK(group.rank() == world.rank() / 2);
+  float v = static_cast<float>(world.rank());
+  group.all_reduce(&v, 1);
+  CHECK(v == static_cast<float>(expected_sum));
+  group.barrier();
+}
+
+TEST_CASE("ranks that agree pass; a rank that differs is named on every rank", "[mpi][errors]") {
+  const auto comm = mpi::Communicator::world();
+  const Model m = models::mlp({8, 16, 3}, act::relu, loss::softmax_cross_entropy, {.seed = 1});
+  CHECK_NOTHROW(comm.agree("model signature", mpi::signature(m)));
+  if (comm.size() == 1) return;  // nobody to disagree with
+  const int odd = comm.size() - 1;
+  const Model other = models::mlp({8, comm.rank() == odd ? 32u : 16u, 3}, act::relu, loss::softmax_cross_entropy);
+  CHECK_THROWS_WITH(comm.agree("model signature", mpi::signature(other)),
+                    Catch::Contains("ranks disagree on the model signature: rank 0 has \"8 -> 16 relu -> 3") &&
+                        Catch::Contains("rank " + std::to_string(odd) + " has \"8 -> 32 relu -> 3"));
+}
+
+TEST_CASE("an MPI error becomes a tessera::Error naming the call and the rank", "[mpi][errors]") {
+  const auto comm = mpi::Communicator::world();
+  float v = 1.0f;
+  // every rank passes the same invalid root, so every rank fails the same way (no rank waits)
+  CHECK_THROWS_WITH(comm.broadcast(&v, 1, comm.size()),
+                    Catch::Contains("MPI_Bcast failed on rank " + std::to_string(comm.rank()) + " of " +
+                                    std::to_string(comm.size())));
+}
+
+int main(int argc, char** argv) {
+  mpi::Environment env(&argc, &argv);
+  return Catch::Session().run(argc, argv);
+}
