@@ -115,7 +115,8 @@ class Trainer {
     if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
     static_assert(std::same_as<device, Cpu>, "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp>");
     static_assert(std::same_as<typename policies::reduce, ThreadAllreduce>,
-                  "tessera::Trainer: this Reduce<...> policy needs its own header (tessera/mpi.hpp, tessera/nccl.hpp)");
+                  "tessera::Trainer: training with Reduce<MpiAllreduce> or Reduce<NcclAllreduce> is not in this "
+                  "version yet; tessera/mpi.hpp has the communicator (docs/mpi.md)");
     static_assert(std::same_as<typename policies::partition, Replicate>,
                   "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need tessera/partition.hpp");
 
