@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,20 @@
 #include "tessera/train/progress.hpp"
 
 namespace tessera {
+
+namespace detail {
+/// How a Reduce choice reaches other processes. ThreadAllreduce trains in this process alone;
+/// tessera/mpi.hpp specialises this for MpiAllreduce.
+template <class R>
+struct ReduceBackend {
+  static constexpr bool available = false;
+};
+template <>
+struct ReduceBackend<ThreadAllreduce> {
+  static constexpr bool available = true;
+  static std::optional<CrossRanks> join(std::vector<float>&, const std::string&) { return std::nullopt; }
+};
+}  // namespace detail
 
 struct TrainerOptions {
   std::size_t batch_size = 32;  ///< samples per worker per step; a step trains on workers x batch_size
@@ -114,9 +129,9 @@ class Trainer {
     check_data(model, train, "Trainer::fit");
     if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
     static_assert(std::same_as<device, Cpu>, "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp>");
-    static_assert(std::same_as<typename policies::reduce, ThreadAllreduce>,
-                  "tessera::Trainer: training with Reduce<MpiAllreduce> or Reduce<NcclAllreduce> is not in this "
-                  "version yet; tessera/mpi.hpp has the communicator (docs/mpi.md)");
+    static_assert(detail::ReduceBackend<typename policies::reduce>::available,
+                  "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi); "
+                  "Reduce<NcclAllreduce> is not in this version yet");
     static_assert(std::same_as<typename policies::partition, Replicate>,
                   "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need tessera/partition.hpp");
 
@@ -130,24 +145,46 @@ class Trainer {
     detail::require(!(opt_.deterministic && plan.period), ErrorKind::invalid_argument,
                     "Trainer: deterministic mode applies to Sync<EveryStep>; local SGD (Sync<Periodic<K>>) has no "
                     "worker-independent result");
+    // Other processes (Reduce<MpiAllreduce>): agree on the whole setup, then start from rank 0's
+    // parameters. A rank that disagrees is named on every rank before any step.
+    std::vector<float> init(model.parameters().begin(), model.parameters().end());
+    const std::optional<detail::CrossRanks> cross =
+        detail::ReduceBackend<typename policies::reduce>::join(init, setup_signature(model, train, plan));
+    plan.cross = cross ? &*cross : nullptr;
+    detail::require(!(cross && plan.shards), ErrorKind::invalid_argument,
+                    "Trainer: deterministic mode across processes (Reduce<MpiAllreduce>) is not in this version");
     // One worker without deterministic mode uses every core inside each kernel and GEMM; several
     // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
-    if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, cbs...);
+    if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, init, cbs...);
     detail::SingleThreadedBlas one_blas_thread;
-    return run<detail::CpuWorker>(model, train, validation, plan, cbs...);
+    return run<detail::CpuWorker>(model, train, validation, plan, init, cbs...);
+  }
+
+  /// Everything ranks must share to train one model together.
+  std::string setup_signature(const Model& model, const data::Dataset& d, const detail::ParallelPlan& plan) const {
+    return model.architecture().describe() + " | " + std::to_string(model.parameter_count()) +
+           " parameters | weight_decay " + std::to_string(model.weight_decay()) + " | data " +
+           shape_string(d.rows(), d.cols()) + " | batch " + std::to_string(plan.batch) + " x " +
+           std::to_string(plan.workers) + " workers | epochs " + std::to_string(opt_.epochs) + " | seed " +
+           std::to_string(opt_.seed) + " | " + policies::split::name + ", " + policies::load::name + ", " +
+           policies::sync::name + (plan.period ? "<" + std::to_string(plan.period) + ">" : "") + " | " +
+           optimizer_.describe();
   }
 
   template <class Dev, class... Callbacks>
   History run(Model& model, const data::Dataset& train, const data::Dataset* validation, const detail::ParallelPlan& plan,
-              Callbacks&... cbs) {
+              const std::vector<float>& init, Callbacks&... cbs) {
     const Architecture& arch = model.architecture();
-    const std::size_t n = train.rows(), global = plan.workers * plan.batch;
-    detail::DataParallel<Dev> engine(arch, model.weight_decay(), optimizer_, model.parameters(), plan, opt_.epochs);
-    detail::ProgressLine progress(opt_.progress, opt_.epochs, (n + global - 1) / global);
+    const std::size_t ranks = plan.cross ? plan.cross->size : 1;
+    const std::size_t n = train.rows(), global = ranks * plan.workers * plan.batch;
+    detail::DataParallel<Dev> engine(arch, model.weight_decay(), optimizer_, init, plan, opt_.epochs);
+    // only rank 0 shows progress
+    detail::ProgressLine progress(plan.cross && plan.cross->rank != 0 ? Progress::never : opt_.progress, opt_.epochs,
+                                  (n + global - 1) / global);
 
     History h;
     h.samples = n;
-    h.workers = plan.workers;
+    h.workers = ranks * plan.workers;
     const auto t0 = clock::now();
     for (std::size_t epoch = 0; epoch < opt_.epochs; ++epoch) {
       const auto e0 = clock::now();

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,7 +41,17 @@
 
 namespace tessera::detail {
 
+/// Other processes training the same model (Reduce<MpiAllreduce>): this process is rank `rank` of
+/// `size`; `sum` and `sum_double` add a buffer over all ranks in place. Called from the main
+/// thread only (worker 0).
+struct CrossRanks {
+  std::size_t rank = 0, size = 1;
+  std::function<void(float*, std::size_t)> sum;
+  std::function<void(double*, std::size_t)> sum_double;
+};
+
 struct ParallelPlan {
+  const CrossRanks* cross = nullptr;  ///< null: this process trains alone
   std::size_t workers = 1;
   std::size_t batch = 32;         ///< samples per worker per step
   std::size_t micro_batches = 1;  ///< forward/backward passes per worker per step (same gradient)
@@ -86,14 +97,14 @@ class DataParallel {
   /// One epoch over `d` in `order` (empty: the data's own order).
   EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch,
                     ProgressLine& progress) {
-    const std::size_t n = d.rows(), global = plan_.workers * plan_.batch;
+    const std::size_t n = d.rows(), global = ranks() * plan_.workers * plan_.batch;
     const std::size_t steps = (n + global - 1) / global;
     std::vector<EpochResult> per(team_.size());
     std::unique_ptr<Prefetcher<HostBatch>> pf;
     if (plan_.prefetch && steps > 0)
       pf = std::make_unique<Prefetcher<HostBatch>>(steps, plan_.workers, [&](std::size_t s, HostBatch& b) {
-        const std::size_t first = s * global, rows = std::min(global, n - first);
-        gather(d, order, first, first + rows, b.x, b.y);
+        const Range mine = this_rank(s, global, n);
+        gather(d, order, mine.lo, mine.hi, b.x, b.y);
       });
     prefetch_ = pf.get();
     team_.run([&](std::size_t w) { per[w] = worker_epoch(w, d, order, epoch, steps, progress); },
@@ -104,6 +115,7 @@ class DataParallel {
     EpochResult r = per[0];
     r.loss_sum = 0.0;
     for (const auto& e : per) r.loss_sum += e.loss_sum;  // worker order: deterministic
+    if (plan_.cross && plan_.period) plan_.cross->sum_double(&r.loss_sum, 1);  // synchronous: already global
     return r;
   }
 
@@ -121,6 +133,13 @@ class DataParallel {
 
  private:
   using clock = std::chrono::steady_clock;
+  [[nodiscard]] std::size_t ranks() const noexcept { return plan_.cross ? plan_.cross->size : 1; }
+  /// Positions of step s's samples that this process trains on: its share of the global batch.
+  [[nodiscard]] Range this_rank(std::size_t s, std::size_t global, std::size_t n) const {
+    const std::size_t first = s * global, rows = std::min(global, n - first);
+    const Range r = share(rows, ranks(), plan_.cross ? plan_.cross->rank : 0);
+    return {first + r.lo, first + r.hi};
+  }
   static double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
 
   /// Copies positions [lo, hi) of the epoch order (empty: the data's own order) into x and y.
@@ -179,7 +198,7 @@ class DataParallel {
 
   EpochResult worker_epoch(std::size_t w, const data::Dataset& d, const std::vector<std::size_t>& order,
                            std::size_t epoch, std::size_t steps, ProgressLine& progress) {
-    const std::size_t n = d.rows(), workers = plan_.workers, global = workers * plan_.batch;
+    const std::size_t n = d.rows(), workers = plan_.workers, global = ranks() * workers * plan_.batch;
     const auto exec = Dev::exec();
 #if defined(_OPENMP)
     // OpenMP's thread count is per thread: keep an OpenMP-built BLAS on this worker's core.
@@ -188,7 +207,9 @@ class DataParallel {
     EpochResult res;
     for (std::size_t s = 0; s < steps; ++s) {
       const auto t0 = clock::now();
-      const std::size_t first = s * global, rows = std::min(global, n - first);
+      const std::size_t rows = std::min(global, n - s * global);  // the step's samples on all ranks
+      const Range here = this_rank(s, global, n);                 // this process's part of them
+      const std::size_t first = here.lo, local_rows = here.hi - here.lo;
       const double lr = opt_.learning_rate *
                         opt_.schedule.factor(static_cast<double>(epoch) + static_cast<double>(s) / static_cast<double>(steps),
                                              static_cast<double>(epochs_));
@@ -196,7 +217,7 @@ class DataParallel {
       res.learning_rate = lr;
       take_batch(w, s, first);
       if (plan_.period) {  // local SGD: my share, my replica, my optimizer state
-        const Range mine = share(rows, workers, w);
+        const Range mine = share(local_rows, workers, w);
         float* g = grads_[w].data();
         const auto local = static_cast<float>(1.0 / loss_normaliser(arch_.loss, std::max<std::size_t>(mine.hi - mine.lo, 1), arch_.output_dim()));
         const double loss = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params_[w].data(), g, local, true);
@@ -208,6 +229,7 @@ class DataParallel {
         if (t % plan_.period == 0 || (s + 1 == steps && epoch + 1 == epochs_)) {
           const auto c0 = clock::now();
           if (!comm_.all_reduce(w, params_[w].data(), p_, 1.0f / static_cast<float>(workers))) return res;
+          if (plan_.cross && !average_across_ranks(w)) return res;
           res.communication_seconds += since(c0);
         }
       } else {
@@ -215,12 +237,14 @@ class DataParallel {
         const float* params = params_[0].data();
         if (plan_.shards) {
           for (std::size_t k = w; k < plan_.shards; k += workers) {
-            const Range r = share(rows, plan_.shards, k);
+            const Range r = share(local_rows, plan_.shards, k);
             losses_[k] = gradient(w, d, order, first + r.lo, first + r.hi, 1, params, grads_[k].data(), scale, k == 0);
           }
         } else {
-          const Range mine = share(rows, workers, w);
-          losses_[w] = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params, grads_[w].data(), scale, w == 0);
+          const Range mine = share(local_rows, workers, w);
+          // the L2 term enters the sum once: through worker 0 of rank 0
+          const bool decay = w == 0 && (!plan_.cross || plan_.cross->rank == 0);
+          losses_[w] = gradient(w, d, order, first + mine.lo, first + mine.hi, plan_.micro_batches, params, grads_[w].data(), scale, decay);
         }
         return_batch(w, s);
         res.compute_seconds += since(t0);
@@ -229,7 +253,22 @@ class DataParallel {
         const Range slice = share_aligned(p_, workers, w);
         double comm = since(c0);  // the barrier; a fused reduction counts as update time below
         auto u0 = clock::now();
-        if (!plan_.shards && workers == 2) {  // reduce-scatter fused into the update: one pass
+        double step_loss = 0.0;
+        for (double l : losses_) step_loss += l;  // fixed order
+        if (plan_.cross) {  // this process's sum, then the sum over ranks, then the update
+          reduce_slice(slice);
+          if (!team_.sync()) return res;
+          if (w == 0) {
+            plan_.cross->sum(grads_[0].data(), p_);
+            cross_loss_ = step_loss;
+            plan_.cross->sum_double(&cross_loss_, 1);
+          }
+          if (!team_.sync()) return res;
+          step_loss = cross_loss_;
+          comm = since(c0);
+          u0 = clock::now();
+          states_[0].update(exec, params_[0].data(), grads_[0].data(), slice.lo, slice.hi, lr, t);
+        } else if (!plan_.shards && workers == 2) {  // reduce-scatter fused into the update: one pass
           states_[0].update_from(exec, params_[0].data(),
                                  GradientSum2{grads_[0].data() + slice.lo, grads_[1].data() + slice.lo}, slice.lo,
                                  slice.hi, lr, t);
@@ -239,8 +278,6 @@ class DataParallel {
           u0 = clock::now();
           states_[0].update(exec, params_[0].data(), grads_[0].data(), slice.lo, slice.hi, lr, t);
         }
-        double step_loss = 0.0;
-        for (double l : losses_) step_loss += l;  // fixed order
         const double upd = since(u0);
         const auto c1 = clock::now();
         if (!team_.sync()) return res;  // parameters complete before anyone reads them
@@ -250,11 +287,24 @@ class DataParallel {
         if (w == 0) res.loss_sum += step_loss;
       }
       if (w == 0) {  // local SGD: worker 0's own loss stands for the running loss
-        const std::size_t seen = plan_.period ? share(first + rows, workers, 0).hi : first + rows;
+        const std::size_t all = s * global + rows;  // samples of the epoch so far, on all ranks
+        const std::size_t seen = plan_.period ? std::max<std::size_t>(1, all / (ranks() * workers)) : all;
         progress.step(epoch, s, res.loss_sum / loss_normaliser(arch_.loss, std::max<std::size_t>(seen, 1), arch_.output_dim()));
       }
     }
     return res;
+  }
+
+  /// After the replicas of this process agree: the mean over ranks, through worker 0.
+  bool average_across_ranks(std::size_t w) {
+    if (w == 0) {
+      plan_.cross->sum(params_[0].data(), p_);
+      const float inv = 1.0f / static_cast<float>(ranks());
+      for (float& v : params_[0]) v *= inv;
+    }
+    if (!team_.sync()) return false;
+    if (w != 0) std::copy(params_[0].begin(), params_[0].end(), params_[w].begin());
+    return team_.sync();
   }
 
   void check_finite(double loss, std::size_t epoch, std::size_t step) const {
@@ -293,6 +343,7 @@ class DataParallel {
   std::vector<optim::State<Dev>> states_;
   std::vector<std::vector<float>> grads_;
   std::vector<double> losses_;
+  double cross_loss_ = 0.0;
   std::vector<std::unique_ptr<Network<Dev>>> nets_;
   std::vector<std::vector<float>> xb_, yb_;
   Prefetcher<HostBatch>* prefetch_ = nullptr;

@@ -27,7 +27,7 @@ struct History {
   std::vector<EpochRecord> epochs;
   double total_seconds = 0.0;
   std::size_t samples = 0;  ///< training samples per epoch
-  std::size_t workers = 1;
+  std::size_t workers = 1;  ///< workers of all processes together
 
   [[nodiscard]] bool empty() const noexcept { return epochs.empty(); }
   [[nodiscard]] const EpochRecord& last() const {

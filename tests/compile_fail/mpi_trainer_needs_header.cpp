@@ -1,4 +1,4 @@
-// expect: training with Reduce<MpiAllreduce> or Reduce<NcclAllreduce> is not in this version yet
+// expect: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> \(CMake component mpi\)
 #include <tessera/tessera.hpp>
 using namespace tessera;
 int main() {

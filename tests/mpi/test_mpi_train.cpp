@@ -1,0 +1,101 @@
+// Reduce<MpiAllreduce>: training across ranks equals the single-process reference, for ranks that
+// do not divide the data, with local SGD, with several worker threads per rank; a rank whose setup
+// differs is named on every rank before any step. Run under mpirun with 1, 2, 3 and 4 ranks.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "tessera/mpi.hpp"
+#include "tessera/tessera.hpp"
+
+using namespace tessera;
+
+namespace {
+data::Dataset blobs(std::size_t n, std::size_t d, std::size_t k) {
+  Matrix x(n, d);
+  std::vector<float> y(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t c = (i * 7 + i / 5) % k;
+    y[i] = float(c);
+    for (std::size_t j = 0; j < d; ++j) x(i, j) = rng::normal(3, rng::Stream::user, i * d + j, 0) + (j == c ? 2.0f : 0.0f);
+  }
+  return {std::move(x), std::move(y)};
+}
+Model fresh(std::uint64_t seed) {
+  // every rank builds it from its own seed: rank 0's parameters must win
+  return models::mlp({6, 16, 3}, act::tanh, loss::softmax_cross_entropy, {.seed = seed, .weight_decay = 1e-3f});
+}
+double max_relative_difference(std::span<const float> a, std::span<const float> b) {
+  double worst = 0.0, scale = 0.0;
+  for (float v : b) scale = std::max(scale, double(std::fabs(v)));
+  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(double(a[i]) - b[i]) / scale);
+  return worst;
+}
+}  // namespace
+
+TEST_CASE("R ranks x batch b equal one process with batch R*b", "[mpi][equivalence]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const auto d = blobs(1003, 6, 3);  // 1003: no rank count divides it
+  for (std::size_t workers : {1u, 2u}) {
+    CAPTURE(ranks, workers);
+    Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t(
+        {.batch_size = 6, .epochs = 3, .seed = 9, .workers = workers, .progress = Progress::never}, optim::momentum(0.05));
+    const History h = t.fit(m, d);
+    CHECK(h.workers == ranks * workers);
+    Model ref = fresh(100);  // rank 0's initial parameters
+    Trainer<DataSplit<Random>> one({.batch_size = 6 * ranks * workers, .epochs = 3, .seed = 9, .workers = 1,
+                                    .progress = Progress::never},
+                                   optim::momentum(0.05));
+    const History hr = one.fit(ref, d);
+    CHECK(max_relative_difference(m.parameters(), ref.parameters()) < 1e-5);
+    CHECK(h.last().loss == Approx(hr.last().loss).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("local SGD across ranks equals local SGD across threads", "[mpi][local_sgd]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const auto d = blobs(500, 6, 3);
+  Model m = fresh(7);
+  Trainer<Reduce<MpiAllreduce>, Sync<Periodic<4>>> t({.batch_size = 8, .epochs = 2, .seed = 1, .workers = 1,
+                                                      .progress = Progress::never},
+                                                     optim::sgd(0.05));
+  t.fit(m, d);
+  Model ref = fresh(7);
+  Trainer<Sync<Periodic<4>>> threads({.batch_size = 8, .epochs = 2, .seed = 1, .workers = ranks,
+                                      .progress = Progress::never},
+                                     optim::sgd(0.05));
+  threads.fit(ref, d);
+  CHECK(max_relative_difference(m.parameters(), ref.parameters()) < 1e-5);
+}
+
+TEST_CASE("a rank whose setup differs is named on every rank before any step", "[mpi][errors]") {
+  const auto world = mpi::Communicator::world();
+  if (world.size() == 1) return;
+  const int odd = world.size() - 1;
+  const auto d = blobs(100, 6, 3);
+  Model m = fresh(1);
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = world.rank() == odd ? 5u : 4u, .workers = 1, .progress = Progress::never},
+                                  optim::sgd(0.1));
+  const std::vector<float> before(m.parameters().begin(), m.parameters().end());
+  CHECK_THROWS_WITH(t.fit(m, d), Catch::Contains("ranks disagree on the training setup") &&
+                                     Catch::Contains("batch 4 x 1 workers") &&
+                                     Catch::Contains("rank " + std::to_string(odd) + " has") &&
+                                     Catch::Contains("batch 5 x 1 workers"));
+  CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
+}
+
+TEST_CASE("deterministic mode across ranks is refused with a message", "[mpi][errors]") {
+  Model m = fresh(1);
+  Trainer<Reduce<MpiAllreduce>> t({.workers = 1, .deterministic = true, .progress = Progress::never}, optim::sgd(0.1));
+  CHECK_THROWS_WITH(t.fit(m, blobs(50, 6, 3)), Catch::Contains("deterministic mode across processes"));
+}
+
+int main(int argc, char** argv) {
+  mpi::Environment env(&argc, &argv);
+  return Catch::Session().run(argc, argv);
+}
