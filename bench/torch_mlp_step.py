@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""PyTorch and NumPy peers of bench_mlp_step and bench_lsq_bandwidth (CPU, 2 threads by default).
+"""PyTorch and NumPy peers of bench_train_step and bench_least_squares (CPU, 2 threads by default).
 
   /usr/bin/python3 bench/torch_mlp_step.py [--threads 2] [--reps 5]
 
 - one SGD training step (zero_grad, forward, softmax cross-entropy, backward, step) of
   784-1024-1024-10 (ReLU) at batch 256 and of 64-128-128-10 at batch 64: samples/s and GFLOP/s,
-  counting the flops as bench_mlp_step does (4 B in out for the first layer, whose input needs no
+  counting the flops as bench_train_step does (4 B in out for the first layer, whose input needs no
   gradient, 6 B in out for the others);
 - the two-pass least-squares gradient r = X w + b - y, g = X^T r for X = 10^6 x 64 float32 in
   NumPy (and in PyTorch): GB/s of X (256 MB per gradient, counted once).

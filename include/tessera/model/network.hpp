@@ -32,14 +32,15 @@ class Network {
     capacity_ = rows;
     acts_.resize(arch_.layers.size());
     for (std::size_t l = 0; l < arch_.layers.size(); ++l) acts_[l].resize(rows * arch_.layers[l].out);
+    if (arch_.is_linear_least_squares()) {  // the fused path needs no deltas: only block partials
+      fused_scratch_.resize(detail::least_squares_scratch(rows, arch_.input_dim));
+      fused_out_.resize(arch_.input_dim + 2);
+      return;
+    }
     delta_[0].resize(rows * arch_.max_width());
     delta_[1].resize(rows * arch_.max_width());
     ones_.resize(rows);
     detail::fill(Dev::exec(), raw(ones_), rows, 1.0f);
-    if (arch_.is_linear_least_squares()) {
-      fused_scratch_.resize(detail::least_squares_scratch(rows, arch_.input_dim));
-      fused_out_.resize(arch_.input_dim + 2);
-    }
   }
 
   /// Forward pass of `rows` samples x (rows x input_dim); returns the device pointer to the
