@@ -35,13 +35,6 @@ struct SquareOf {
   TESSERA_HD double operator()(std::size_t i) const { return static_cast<double>(x[i]) * x[i]; }
 };
 
-/// y[i] *= a
-struct Scale {
-  float* y;
-  float a;
-  TESSERA_HD void operator()(std::size_t i) const { y[i] *= a; }
-};
-
 template <class Exec>
 void fill(Exec&& exec, float* x, std::size_t n, float v) {
   for_each_element(exec, n, Fill{x, v});
