@@ -27,21 +27,50 @@ inline std::string signature(const Model& m) {
 
 namespace tessera::detail {
 
+/// The ranks of MPI_COMM_WORLD as seen by the data-parallel engine.
+class MpiRanks final : public CrossRanks {
+ public:
+  MpiRanks() : world_(mpi::Communicator::world()) {
+    rank = static_cast<std::size_t>(world_.rank());
+    size = static_cast<std::size_t>(world_.size());
+  }
+  mpi::Communicator& communicator() noexcept { return world_; }
+  void sum(float* p, std::size_t n, const char* what) override { world_.all_reduce(p, n, what); }
+  void sum(double* p, std::size_t n, const char* what) override { world_.all_reduce(p, n, what); }
+  void start_sum(float* p, std::size_t n, const char* what) override { world_.start_all_reduce(p, n, what); }
+  void progress() override { world_.progress(); }
+  void finish() override { world_.finish(); }
+  void broadcast(float* p, std::size_t n, std::size_t root, const char* what) override {
+    world_.broadcast(p, n, static_cast<int>(root), what);
+  }
+  void exchange(std::span<const RankMessage> sends, std::span<const RankMessage> recvs, const char* what) override {
+    auto convert = [](std::span<const RankMessage> m) {
+      std::vector<mpi::Transfer> t;
+      for (const RankMessage& x : m) t.push_back({x.data, x.count, static_cast<int>(x.peer), x.tag});
+      return t;
+    };
+    const auto s = convert(sends), r = convert(recvs);
+    world_.exchange(s, r, what);
+  }
+  void fail(const std::string& message) noexcept override {
+    if (!mpi::job_failed()) world_.notify_failure("rank " + std::to_string(rank) + ": " + message);
+  }
+
+ private:
+  mpi::Communicator world_;
+};
+
 /// Reduce<MpiAllreduce>: every rank of MPI_COMM_WORLD trains on its share of each global batch
-/// (ranks x workers x batch_size samples); each step the ranks' summed gradients are all-reduced.
+/// (ranks x workers x batch_size samples); each step the ranks' summed gradients are all-reduced,
+/// in buckets that start while the backward pass goes on.
 template <>
 struct ReduceBackend<MpiAllreduce> {
   static constexpr bool available = true;
-  static std::optional<CrossRanks> join(std::vector<float>& params, const std::string& signature) {
-    auto world = std::make_shared<mpi::Communicator>(mpi::Communicator::world());
-    world->agree("training setup", signature);
-    world->broadcast(params.data(), params.size(), 0);
-    CrossRanks c;
-    c.rank = static_cast<std::size_t>(world->rank());
-    c.size = static_cast<std::size_t>(world->size());
-    c.sum = [world](float* p, std::size_t n) { world->all_reduce(p, n); };
-    c.sum_double = [world](double* p, std::size_t n) { world->all_reduce(p, n); };
-    return c;
+  static std::unique_ptr<CrossRanks> join(std::vector<float>& params, const std::string& signature) {
+    auto ranks = std::make_unique<MpiRanks>();
+    ranks->communicator().agree("training setup", signature);
+    ranks->communicator().broadcast(params.data(), params.size(), 0, "initial parameters");
+    return ranks;
   }
 };
 

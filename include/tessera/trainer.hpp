@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -27,10 +28,16 @@ template <class R>
 struct ReduceBackend {
   static constexpr bool available = false;
 };
+/// How a Partition choice trains: Replicate through DataParallel below; tessera/partition.hpp
+/// specialises this for Layerwise and Columnwise.
+template <class P>
+struct PartitionBackend {
+  static constexpr bool available = false;
+};
 template <>
 struct ReduceBackend<ThreadAllreduce> {
   static constexpr bool available = true;
-  static std::optional<CrossRanks> join(std::vector<float>&, const std::string&) { return std::nullopt; }
+  static std::unique_ptr<CrossRanks> join(std::vector<float>&, const std::string&) { return nullptr; }
 };
 }  // namespace detail
 
@@ -43,6 +50,10 @@ struct TrainerOptions {
   bool deterministic = false;   ///< bitwise-identical parameters whatever the number of workers
   std::size_t deterministic_shards = 12;  ///< logical shards per step in deterministic mode
   Progress progress = Progress::automatic;
+  /// Reduce<MpiAllreduce>: sum gradients over ranks in buckets of whole layers (at least
+  /// bucket_bytes each, last layer first) started during the backward pass; off: one sum after it.
+  bool overlap = true;
+  std::size_t bucket_bytes = std::size_t{4} << 20;
 };
 
 /// Loss and the metrics that apply to the model's loss (NaN where they do not).
@@ -68,6 +79,8 @@ class Trainer {
                         "], got " + std::to_string(options.micro_batches));
     detail::require(!options.deterministic || options.deterministic_shards > 0, ErrorKind::invalid_argument,
                     "Trainer: deterministic_shards must be at least 1");
+    detail::require(options.bucket_bytes >= sizeof(float), ErrorKind::invalid_argument,
+                    "Trainer: bucket_bytes must be at least 4 (one float), got " + std::to_string(options.bucket_bytes));
   }
 
   /// The number of worker threads a fit will use.
@@ -132,8 +145,11 @@ class Trainer {
     static_assert(detail::ReduceBackend<typename policies::reduce>::available,
                   "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi); "
                   "Reduce<NcclAllreduce> is not in this version yet");
-    static_assert(std::same_as<typename policies::partition, Replicate>,
-                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need tessera/partition.hpp");
+    static_assert(std::same_as<typename policies::partition, Replicate> ||
+                      detail::PartitionBackend<typename policies::partition>::available,
+                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need #include <tessera/partition.hpp>");
+    if constexpr (!std::same_as<typename policies::partition, Replicate>)
+      return detail::PartitionBackend<typename policies::partition>::fit(*this, model, train, validation, cbs...);
 
     detail::ParallelPlan plan;
     plan.workers = workers();
@@ -142,22 +158,32 @@ class Trainer {
     if constexpr (requires { policies::sync::period; }) plan.period = policies::sync::period;
     plan.shards = opt_.deterministic ? opt_.deterministic_shards : 0;
     plan.prefetch = std::same_as<typename policies::load, Prefetch>;
+    plan.overlap = opt_.overlap;
+    plan.bucket_floats = opt_.bucket_bytes / sizeof(float);
     detail::require(!(opt_.deterministic && plan.period), ErrorKind::invalid_argument,
                     "Trainer: deterministic mode applies to Sync<EveryStep>; local SGD (Sync<Periodic<K>>) has no "
                     "worker-independent result");
     // Other processes (Reduce<MpiAllreduce>): agree on the whole setup, then start from rank 0's
     // parameters. A rank that disagrees is named on every rank before any step.
     std::vector<float> init(model.parameters().begin(), model.parameters().end());
-    const std::optional<detail::CrossRanks> cross =
+    const std::unique_ptr<detail::CrossRanks> cross =
         detail::ReduceBackend<typename policies::reduce>::join(init, setup_signature(model, train, plan));
-    plan.cross = cross ? &*cross : nullptr;
-    detail::require(!(cross && plan.shards), ErrorKind::invalid_argument,
-                    "Trainer: deterministic mode across processes (Reduce<MpiAllreduce>) is not in this version");
-    // One worker without deterministic mode uses every core inside each kernel and GEMM; several
-    // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
-    if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, init, cbs...);
-    detail::SingleThreadedBlas one_blas_thread;
-    return run<detail::CpuWorker>(model, train, validation, plan, init, cbs...);
+    plan.cross = cross.get();
+    try {
+      // One worker without deterministic mode uses every core inside each kernel and GEMM; several
+      // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
+      if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, init, cbs...);
+      detail::SingleThreadedBlas one_blas_thread;
+      return run<detail::CpuWorker>(model, train, validation, plan, init, cbs...);
+    } catch (const detail::CollectiveError&) {
+      throw;  // raised by every rank at the same step: nobody waits
+    } catch (const std::exception& e) {
+      if (cross) cross->fail(e.what());  // the other ranks stop at their next wait instead of hanging
+      throw;
+    } catch (...) {
+      if (cross) cross->fail("an exception that is not a std::exception");
+      throw;
+    }
   }
 
   /// Everything ranks must share to train one model together.
@@ -168,7 +194,9 @@ class Trainer {
            std::to_string(plan.workers) + " workers | epochs " + std::to_string(opt_.epochs) + " | seed " +
            std::to_string(opt_.seed) + " | " + policies::split::name + ", " + policies::load::name + ", " +
            policies::sync::name + (plan.period ? "<" + std::to_string(plan.period) + ">" : "") + " | " +
-           optimizer_.describe();
+           optimizer_.describe() + " | micro-batches " + std::to_string(plan.micro_batches) + " | deterministic " +
+           (plan.shards ? std::to_string(plan.shards) + " shards" : std::string("off")) + " | overlap " +
+           (plan.overlap ? "buckets of " + std::to_string(plan.bucket_floats) + " floats" : std::string("off"));
   }
 
   template <class Dev, class... Callbacks>

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "tessera/mpi.hpp"
@@ -39,20 +40,55 @@ TEST_CASE("R ranks x batch b equal one process with batch R*b", "[mpi][equivalen
   const auto world = mpi::Communicator::world();
   const std::size_t ranks = static_cast<std::size_t>(world.size());
   const auto d = blobs(1003, 6, 3);  // 1003: no rank count divides it
-  for (std::size_t workers : {1u, 2u}) {
-    CAPTURE(ranks, workers);
+  struct Case {
+    std::size_t workers, micro_batches;
+    bool overlap;
+    std::size_t bucket_bytes;
+  };
+  // buckets of 4 bytes: one bucket per layer, so several sums are in flight during the backward pass
+  for (const Case c : {Case{1, 1, true, 4}, Case{2, 1, true, 4}, Case{2, 1, true, 4u << 20}, Case{1, 1, false, 4},
+                       Case{2, 2, false, 4}, Case{2, 3, true, 4}}) {
+    CAPTURE(ranks, c.workers, c.micro_batches, c.overlap, c.bucket_bytes);
     Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
-    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t(
-        {.batch_size = 6, .epochs = 3, .seed = 9, .workers = workers, .progress = Progress::never}, optim::momentum(0.05));
+    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t({.batch_size = 6, .epochs = 3, .seed = 9, .workers = c.workers,
+                                                        .micro_batches = c.micro_batches, .progress = Progress::never,
+                                                        .overlap = c.overlap, .bucket_bytes = c.bucket_bytes},
+                                                       optim::momentum(0.05));
     const History h = t.fit(m, d);
-    CHECK(h.workers == ranks * workers);
+    CHECK(h.workers == ranks * c.workers);
     Model ref = fresh(100);  // rank 0's initial parameters
-    Trainer<DataSplit<Random>> one({.batch_size = 6 * ranks * workers, .epochs = 3, .seed = 9, .workers = 1,
+    Trainer<DataSplit<Random>> one({.batch_size = 6 * ranks * c.workers, .epochs = 3, .seed = 9, .workers = 1,
                                     .progress = Progress::never},
                                    optim::momentum(0.05));
     const History hr = one.fit(ref, d);
     CHECK(max_relative_difference(m.parameters(), ref.parameters()) < 1e-5);
     CHECK(h.last().loss == Approx(hr.last().loss).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("deterministic mode: R ranks x W workers bitwise equal R*W worker threads", "[mpi][deterministic]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const auto d = blobs(1003, 6, 3);
+  for (std::size_t workers : {1u, 2u}) {
+    for (std::size_t shards : {12u, 5u}) {  // 5 shards over 4 ranks: blocks of 2, 1, 1, 1
+      CAPTURE(ranks, workers, shards);
+      Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+      Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t({.batch_size = 7, .epochs = 2, .seed = 3, .workers = workers,
+                                                          .deterministic = true, .deterministic_shards = shards,
+                                                          .progress = Progress::never},
+                                                         optim::adam(0.01));
+      const History h = t.fit(m, d);
+      Model ref = fresh(100);
+      Trainer<DataSplit<Random>> threads({.batch_size = 7, .epochs = 2, .seed = 3, .workers = ranks * workers,
+                                          .deterministic = true, .deterministic_shards = shards,
+                                          .progress = Progress::never},
+                                         optim::adam(0.01));
+      const History hr = threads.fit(ref, d);
+      const auto a = m.parameters(), b = ref.parameters();
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      CHECK(h.last().loss == hr.last().loss);
+    }
   }
 }
 
@@ -87,12 +123,6 @@ TEST_CASE("a rank whose setup differs is named on every rank before any step", "
                                      Catch::Contains("rank " + std::to_string(odd) + " has") &&
                                      Catch::Contains("batch 5 x 1 workers"));
   CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
-}
-
-TEST_CASE("deterministic mode across ranks is refused with a message", "[mpi][errors]") {
-  Model m = fresh(1);
-  Trainer<Reduce<MpiAllreduce>> t({.workers = 1, .deterministic = true, .progress = Progress::never}, optim::sgd(0.1));
-  CHECK_THROWS_WITH(t.fit(m, blobs(50, 6, 3)), Catch::Contains("deterministic mode across processes"));
 }
 
 int main(int argc, char** argv) {

@@ -1,22 +1,83 @@
 // tessera/comm/mpi_comm.hpp - collectives between processes over MPI (Open MPI), with every
 // failure reported as a tessera::Error naming the call, the rank and MPI's own message. Only
 // tessera/mpi.hpp and this header include <mpi.h>.
+//
+// No call waits forever. Every operation is posted non-blocking and completed by a polling loop
+// that also watches (a) a deadline, mpi::timeout() seconds (default 300, or the environment
+// variable TESSERA_MPI_TIMEOUT), and (b) a failure notice: a rank that stops (it threw, or it timed
+// out) first sends a short message to every other rank of the group, and a rank waiting anywhere
+// receives it and throws an Error naming the failed rank, its message, and what it was waiting in
+// itself. After such a failure the group's pending operations can never complete, so the job is
+// marked failed and mpi::Environment ends it with MPI_Abort (exit status 1) instead of hanging in
+// MPI_Finalize. A rank that dies outright (a signal, exit without MPI_Finalize) is noticed by
+// mpirun, which ends the job.
+//
+// Sums of large float buffers run as a ring (reduce-scatter, then all-gather) over non-blocking
+// point-to-point messages: as fast as Open MPI's own MPI_Allreduce on shared memory and TCP, where
+// its non-blocking MPI_Iallreduce is 2-3x slower (docs/performance.md). The ring also runs as a
+// queue of buckets progressed step by step, so that gradient sums overlap the backward pass.
 #pragma once
 
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tessera/core/error.hpp"
 
 namespace tessera::mpi {
 
+namespace detail {
+inline double timeout_from_environment() {
+  const char* e = std::getenv("TESSERA_MPI_TIMEOUT");
+  if (!e || !*e) return 300.0;
+  char* end = nullptr;
+  const double v = std::strtod(e, &end);
+  if (end == e || *end != '\0' || !(v > 0.0))
+    throw Error(ErrorKind::invalid_argument,
+                std::string("TESSERA_MPI_TIMEOUT must be a positive number of seconds, got \"") + e + "\"");
+  return v;
+}
+inline std::atomic<double>& timeout_seconds() {
+  static std::atomic<double> t{timeout_from_environment()};
+  return t;
+}
+inline std::atomic<bool>& job_failed_flag() {
+  static std::atomic<bool> b{false};
+  return b;
+}
+constexpr int notice_length = 1024;  ///< bytes of a failure notice, message included
+constexpr int ring_tag = 1;          ///< tags 1 .. 2 * size of the ring's steps
+constexpr int exchange_tag = 1 << 14;
+}  // namespace detail
+
+/// Seconds any collective waits for the other ranks before it throws (default 300, or
+/// TESSERA_MPI_TIMEOUT). Set it on every rank, to the same value.
+inline void set_timeout(double seconds) {
+  if (!(seconds > 0.0))
+    throw Error(ErrorKind::invalid_argument, "mpi::set_timeout: the timeout must be positive, got " + std::to_string(seconds));
+  detail::timeout_seconds().store(seconds);
+}
+[[nodiscard]] inline double timeout() { return detail::timeout_seconds().load(); }
+
+/// True once a rank of a group this process belongs to failed or timed out: the pending operations
+/// of the group can no longer complete, and Environment ends the job with MPI_Abort.
+[[nodiscard]] inline bool job_failed() noexcept { return detail::job_failed_flag().load(); }
+
 /// Initialises MPI (threads funnelled through the main thread) unless something else already did,
-/// and finalises it at the end of its life if it initialised it.
+/// and at the end of its life finalises it - or, after a failure (job_failed()), aborts the whole
+/// job with exit status 1, since the other ranks are stopped inside operations that cannot finish.
 class Environment {
  public:
   Environment(int* argc = nullptr, char*** argv = nullptr) {
@@ -32,13 +93,30 @@ class Environment {
   ~Environment() {
     int finalised = 0;
     MPI_Finalized(&finalised);
-    if (owner_ && !finalised) MPI_Finalize();
+    if (!owner_ || finalised) return;
+    if (job_failed()) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      // the other ranks received the notice too: let them write their own message first
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Finalize();
   }
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
 
  private:
   bool owner_ = false;
+};
+
+/// One message of an exchange(): `count` floats at `data` to or from rank `peer`, matched by `tag`
+/// (below 16384).
+struct Transfer {
+  float* data = nullptr;
+  std::size_t count = 0;
+  int peer = 0;
+  int tag = 0;
 };
 
 /// A group of ranks. Collectives are called by every rank of the group, in the same order.
@@ -49,37 +127,113 @@ class Communicator {
 
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
-  Communicator(Communicator&& o) noexcept : comm_(o.comm_), owned_(o.owned_), rank_(o.rank_), size_(o.size_) {
+  Communicator(Communicator&& o) noexcept
+      : comm_(o.comm_), owned_(o.owned_), rank_(o.rank_), size_(o.size_), notices_(std::move(o.notices_)),
+        queue_(std::move(o.queue_)), scratch_(std::move(o.scratch_)) {
     o.owned_ = false;
   }
   ~Communicator() {
     int finalised = 0;
     MPI_Finalized(&finalised);
-    if (owned_ && !finalised) MPI_Comm_free(&comm_);
+    if (finalised || job_failed()) return;  // after a failure nothing can be freed safely: the job aborts
+    if (notices_) {
+      MPI_Cancel(&notices_->pending);
+      MPI_Wait(&notices_->pending, MPI_STATUS_IGNORE);
+      MPI_Comm_free(&notices_->comm);
+    }
+    if (owned_) MPI_Comm_free(&comm_);
   }
 
   [[nodiscard]] int rank() const noexcept { return rank_; }
   [[nodiscard]] int size() const noexcept { return size_; }
   [[nodiscard]] MPI_Comm native() const noexcept { return comm_; }
 
-  /// In place: buf[0..n) becomes the sum over ranks (in chunks below INT_MAX elements).
-  void all_reduce(float* buf, std::size_t n) const { chunked(buf, n, MPI_FLOAT, "MPI_Allreduce"); }
-  void all_reduce(double* buf, std::size_t n) const { chunked(buf, n, MPI_DOUBLE, "MPI_Allreduce"); }
+  /// In place: buf[0..n) becomes the sum over ranks. `what` names the buffer in messages.
+  void all_reduce(float* buf, std::size_t n, const char* what = "buffer") const {
+    if (size_ == 1 || n == 0) return;
+    if (!queue_.empty())
+      throw Error(ErrorKind::invalid_argument, "mpi: all_reduce on " + me() + " while started sums are pending; call finish() first");
+    if (n >= ring_threshold) {
+      Ring r{buf, n, what};
+      while (!advance(r)) wait_all(r.req, 2, "all_reduce", what, r.peer, n);
+      return;
+    }
+    small_sum(buf, n, MPI_FLOAT, what);
+  }
+  void all_reduce(double* buf, std::size_t n, const char* what = "buffer") const {
+    if (size_ == 1 || n == 0) return;
+    small_sum(buf, n, MPI_DOUBLE, what);
+  }
+
+  /// Starts summing buf[0..n) over ranks without waiting: sums run one after another in the order
+  /// started, advanced by progress() and completed by finish(). Every rank starts the same sums in
+  /// the same order. The buffer must not be touched until finish() returns.
+  void start_all_reduce(float* buf, std::size_t n, const char* what = "bucket") {
+    if (size_ == 1 || n == 0) return;
+    queue_.push_back(Ring{buf, n, what});
+    progress();
+  }
+  /// Advances the started sums as far as they go without waiting; true when none is left.
+  bool progress() {
+    while (!queue_.empty()) {
+      if (!advance(queue_.front())) {
+        poll_notices("all_reduce", queue_.front().what);
+        return false;
+      }
+      queue_.pop_front();
+    }
+    return true;
+  }
+  /// Waits until every started sum is complete.
+  void finish() {
+    while (!queue_.empty()) {
+      Ring& r = queue_.front();
+      while (!advance(r)) wait_all(r.req, 2, "all_reduce", r.what, r.peer, r.n);
+      queue_.pop_front();
+    }
+  }
 
   /// Copies `root`'s buf[0..n) to every rank.
-  void broadcast(float* buf, std::size_t n, int root = 0) const {
+  void broadcast(float* buf, std::size_t n, int root = 0, const char* what = "buffer") const {
+    if (root < 0 || root >= size_) check(MPI_ERR_ROOT, "MPI_Bcast");
     for (std::size_t done = 0; done < n;) {
       const int count = static_cast<int>(std::min<std::size_t>(n - done, INT_MAX));
-      check(MPI_Bcast(buf + done, count, MPI_FLOAT, root, comm_), "MPI_Bcast");
+      MPI_Request q = MPI_REQUEST_NULL;
+      check(MPI_Ibcast(buf + done, count, MPI_FLOAT, root, comm_, &q), "MPI_Bcast");
+      wait_all(&q, 1, "broadcast", what, root, n);
       done += static_cast<std::size_t>(count);
     }
   }
 
-  void barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier(const char* what = "barrier") const {
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Ibarrier(comm_, &q), "MPI_Barrier");
+    wait_all(&q, 1, "barrier", what, -1, 0);
+  }
+
+  /// Point-to-point: posts every receive and send, then waits for all of them. Each pair of ranks
+  /// must post matching transfers (same tag and count).
+  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs, const char* what) const {
+    std::vector<MPI_Request> q;
+    q.reserve(sends.size() + recvs.size());
+    for (const Transfer& t : recvs) {
+      q.push_back(MPI_REQUEST_NULL);
+      check(MPI_Irecv(t.data, count_of(t.count), MPI_FLOAT, t.peer, detail::exchange_tag + t.tag, comm_, &q.back()),
+            "MPI_Irecv");
+    }
+    for (const Transfer& t : sends) {
+      q.push_back(MPI_REQUEST_NULL);
+      check(MPI_Isend(t.data, count_of(t.count), MPI_FLOAT, t.peer, detail::exchange_tag + t.tag, comm_, &q.back()),
+            "MPI_Isend");
+    }
+    const int peer = recvs.empty() ? (sends.empty() ? -1 : sends.front().peer) : recvs.front().peer;
+    wait_all(q.data(), static_cast<int>(q.size()), "exchange", what, peer, 0);
+  }
 
   /// Splits the group into sub-groups: ranks with the same `color` form one, ordered by `key`
   /// (e.g. data-parallel replicas x pipeline stages).
   [[nodiscard]] Communicator split(int color, int key) const {
+    barrier("split");  // every rank is here: the blocking split below cannot wait forever
     MPI_Comm sub = MPI_COMM_NULL;
     check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
     return Communicator(sub, true);
@@ -91,7 +245,9 @@ class Communicator {
   void agree(const std::string& what, const std::string& value) const {
     const std::uint64_t mine = hash(value);
     std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
-    check(MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_), "MPI_Allgather");
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Iallgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_, &q), "MPI_Allgather");
+    wait_all(&q, 1, "agree", what.c_str(), -1, 0);
     int differs = -1;
     for (int r = 1; r < size_ && differs < 0; ++r)
       if (all[static_cast<std::size_t>(r)] != all[0]) differs = r;
@@ -101,11 +257,185 @@ class Communicator {
                                                  std::to_string(differs) + " has \"" + other + "\"");
   }
 
+  /// Tells every other rank of the group that this rank stops, with `message` (this rank's error).
+  /// They throw at their next wait instead of waiting for this rank forever. Marks the job failed.
+  void notify_failure(const std::string& message) const noexcept {
+    detail::job_failed_flag().store(true);
+    if (!notices_ || size_ == 1) return;
+    std::string text = message.substr(0, detail::notice_length - 1);
+    std::vector<MPI_Request> q;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      q.push_back(MPI_REQUEST_NULL);
+      MPI_Isend(text.c_str(), static_cast<int>(text.size() + 1), MPI_CHAR, r, 0, notices_->comm, &q.back());
+    }
+    // short messages leave at once; do not wait long for a rank that may be gone
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    int done = 0;
+    while (!done && std::chrono::steady_clock::now() < until) {
+      MPI_Testall(static_cast<int>(q.size()), q.data(), &done, MPI_STATUSES_IGNORE);
+      if (!done) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  /// Float sums of at least this many elements run as a ring of point-to-point messages.
+  static constexpr std::size_t ring_threshold = 4096;
+
  private:
+  struct Notices {
+    MPI_Comm comm = MPI_COMM_NULL;
+    MPI_Request pending = MPI_REQUEST_NULL;
+    char text[detail::notice_length] = {};
+    int from = -1;  ///< the rank whose notice arrived, once one did
+  };
+
+  /// One ring all-reduce in flight: 2 (size - 1) steps of one send to the next rank and one receive
+  /// from the previous one; the first size - 1 steps add what arrives (reduce-scatter), the others
+  /// copy it (all-gather).
+  struct Ring {
+    float* buf = nullptr;
+    std::size_t n = 0;
+    const char* what = "";
+    int step = -1;  ///< -1: not posted yet
+    int peer = -1;  ///< the rank this step receives from
+    MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  };
+
   Communicator(MPI_Comm c, bool owned) : comm_(c), owned_(owned) {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);  // errors come back as codes, then as Error
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    // a private channel for failure notices, with a receive always posted
+    auto n = std::make_unique<Notices>();
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Comm_idup(comm_, &n->comm, &q), "MPI_Comm_idup");
+    wait_all(&q, 1, "communicator set-up", "failure channel", -1, 0);
+    MPI_Comm_set_errhandler(n->comm, MPI_ERRORS_RETURN);
+    check(MPI_Irecv(n->text, detail::notice_length, MPI_CHAR, MPI_ANY_SOURCE, 0, n->comm, &n->pending), "MPI_Irecv");
+    notices_ = std::move(n);
+  }
+
+  static int count_of(std::size_t n) {
+    if (n > static_cast<std::size_t>(INT_MAX))
+      throw Error(ErrorKind::invalid_argument, "mpi: a message of " + std::to_string(n) + " floats is over MPI's limit of " +
+                                                   std::to_string(INT_MAX) + " elements");
+    return static_cast<int>(n);
+  }
+
+  [[nodiscard]] std::pair<std::size_t, std::size_t> chunk(std::size_t n, int c) const {
+    const auto parts = static_cast<std::size_t>(size_), k = static_cast<std::size_t>(c);
+    const std::size_t q = n / parts, r = n % parts, lo = k * q + std::min(k, r);
+    return {lo, lo + q + (k < r ? 1 : 0)};
+  }
+
+  /// Completes the ring's current step if its messages are done (adding for the reduce-scatter
+  /// steps) and posts the next one. True when the whole sum is complete.
+  bool advance(Ring& r) const {
+    const int steps = 2 * (size_ - 1);
+    if (r.step >= 0) {
+      int done = 0;
+      check(MPI_Testall(2, r.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+      if (!done) return false;
+      if (r.step < size_ - 1) {  // reduce-scatter: add the received piece into ours
+        const auto [lo, hi] = chunk(r.n, (rank_ - r.step - 1 + 2 * size_) % size_);
+        float* d = r.buf + lo;
+        const float* s = scratch_.data();
+        for (std::size_t i = 0; i < hi - lo; ++i) d[i] += s[i];
+      }
+    }
+    if (++r.step >= steps) return true;
+    const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
+    r.peer = prev;
+    int send_chunk = 0, recv_chunk = 0;
+    float* recv_into = nullptr;
+    if (r.step < size_ - 1) {
+      send_chunk = (rank_ - r.step + size_) % size_;
+      recv_chunk = (rank_ - r.step - 1 + 2 * size_) % size_;
+      const auto [lo, hi] = chunk(r.n, recv_chunk);
+      if (scratch_.size() < hi - lo) scratch_.resize(hi - lo);
+      recv_into = scratch_.data();
+    } else {
+      const int s = r.step - (size_ - 1);
+      send_chunk = (rank_ + 1 - s + size_) % size_;
+      recv_chunk = (rank_ - s + size_) % size_;
+      recv_into = r.buf + chunk(r.n, recv_chunk).first;
+    }
+    const auto [rlo, rhi] = chunk(r.n, recv_chunk);
+    const auto [slo, shi] = chunk(r.n, send_chunk);
+    const int tag = detail::ring_tag + r.step;
+    check(MPI_Irecv(recv_into, count_of(rhi - rlo), MPI_FLOAT, prev, tag, comm_, &r.req[0]), "MPI_Irecv");
+    check(MPI_Isend(r.buf + slo, count_of(shi - slo), MPI_FLOAT, next, tag, comm_, &r.req[1]), "MPI_Isend");
+    return false;
+  }
+
+  template <class T>
+  void small_sum(T* buf, std::size_t n, MPI_Datatype type, const char* what) const {
+    for (std::size_t done = 0; done < n;) {
+      const int count = static_cast<int>(std::min<std::size_t>(n - done, INT_MAX));
+      MPI_Request q = MPI_REQUEST_NULL;
+      check(MPI_Iallreduce(MPI_IN_PLACE, buf + done, count, type, MPI_SUM, comm_, &q), "MPI_Allreduce");
+      wait_all(&q, 1, "all_reduce", what, -1, n);
+      done += static_cast<std::size_t>(count);
+    }
+  }
+
+  /// Waits until every request completes; throws on a failure notice or after timeout().
+  void wait_all(MPI_Request* q, int n, const char* op, const char* what, int peer, std::size_t count) const {
+    waiting(op, what, peer, count, [&] {
+      int done = 0;
+      check(MPI_Testall(n, q, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+      return done != 0;
+    });
+  }
+  template <class Done>
+  void waiting(const char* op, const char* what, int peer, std::size_t count, Done&& done) const {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    const double limit = timeout();
+    for (unsigned spin = 0;; ++spin) {
+      if (done()) return;
+      poll_notices(op, what);
+      if (spin < 128) continue;
+      const double waited = std::chrono::duration<double>(clock::now() - start).count();
+      if (waited > limit) timed_out(op, what, peer, count, waited);
+      if (waited < 1e-3) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  [[nodiscard]] std::string me() const { return "rank " + std::to_string(rank_) + " of " + std::to_string(size_); }
+
+  static std::string describe(const char* op, const char* what, std::size_t count) {
+    std::string s = op;
+    if (count) s += " of " + std::to_string(count) + " values";
+    if (what && *what) s += std::string(" (") + what + ")";
+    return s;
+  }
+
+  void poll_notices(const char* op, const char* what) const {
+    if (!notices_) return;
+    if (notices_->from < 0) {
+      int flag = 0;
+      MPI_Status st;
+      MPI_Test(&notices_->pending, &flag, &st);
+      if (!flag) return;
+      notices_->from = st.MPI_SOURCE;
+      notices_->text[detail::notice_length - 1] = '\0';
+    }
+    detail::job_failed_flag().store(true);
+    throw Error(ErrorKind::runtime, me() + " stops: rank " + std::to_string(notices_->from) + " failed (" +
+                                        notices_->text + "); this rank was waiting in " + describe(op, what, 0));
+  }
+
+  [[noreturn]] void timed_out(const char* op, const char* what, int peer, std::size_t count, double waited) const {
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.1f", waited);
+    const std::string msg = me() + " waited " + secs + " s in " + describe(op, what, count) +
+                            (peer >= 0 ? " for rank " + std::to_string(peer) : std::string()) +
+                            " without every rank arriving: a rank has stopped or is stuck (the limit is "
+                            "mpi::set_timeout() or TESSERA_MPI_TIMEOUT)";
+    notify_failure("timed out: " + msg);
+    throw Error(ErrorKind::runtime, msg);
   }
 
   void check(int code, const char* call) const {
@@ -113,24 +443,18 @@ class Communicator {
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(code, text, &len);
-    throw Error(ErrorKind::runtime, std::string(call) + " failed on rank " + std::to_string(rank_) + " of " +
-                                        std::to_string(size_) + ": " + std::string(text, static_cast<std::size_t>(len)));
-  }
-
-  template <class T>
-  void chunked(T* buf, std::size_t n, MPI_Datatype type, const char* call) const {
-    for (std::size_t done = 0; done < n;) {
-      const int count = static_cast<int>(std::min<std::size_t>(n - done, INT_MAX));
-      check(MPI_Allreduce(MPI_IN_PLACE, buf + done, count, type, MPI_SUM, comm_), call);
-      done += static_cast<std::size_t>(count);
-    }
+    throw Error(ErrorKind::runtime, std::string(call) + " failed on " + me() + ": " +
+                                        std::string(text, static_cast<std::size_t>(len)));
   }
 
   std::string broadcast_string(const std::string& value, int root) const {
     std::uint64_t len = value.size();
-    check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, comm_), "MPI_Bcast");
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Ibcast(&len, 1, MPI_UINT64_T, root, comm_, &q), "MPI_Bcast");
+    wait_all(&q, 1, "broadcast", "length of a description", root, 0);
     std::string s = rank_ == root ? value : std::string(static_cast<std::size_t>(len), '\0');
-    check(MPI_Bcast(s.data(), static_cast<int>(len), MPI_CHAR, root, comm_), "MPI_Bcast");
+    check(MPI_Ibcast(s.data(), static_cast<int>(len), MPI_CHAR, root, comm_, &q), "MPI_Bcast");
+    wait_all(&q, 1, "broadcast", "a description", root, 0);
     return s;
   }
 
@@ -143,6 +467,9 @@ class Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<Notices> notices_;
+  std::deque<Ring> queue_;
+  mutable std::vector<float> scratch_;
 };
 
 }  // namespace tessera::mpi

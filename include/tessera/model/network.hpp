@@ -61,13 +61,18 @@ class Network {
   /// Forward and backward pass: writes d(loss)/d(params) into `grads` (adds to it when
   /// `accumulate`), where the loss is the sum of the per-sample losses times `scale` (plus the L2
   /// term 0.5 * weight_decay * |W|^2 once per call when weight_decay > 0). Returns the
-  /// unscaled sum of per-sample losses of the batch.
+  /// unscaled sum of per-sample losses of the batch. `layer_done(l)` runs as soon as layer l's
+  /// gradient (weights, bias and L2 term) is final, last layer first: a gradient sum can start
+  /// there while the backward pass goes on.
+  template <class LayerDone>
   double forward_backward(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
-                          float scale, float weight_decay = 0.0f, bool accumulate = false) {
+                          float scale, float weight_decay, bool accumulate, LayerDone&& layer_done) {
     reserve(rows);
     double loss_sum = 0.0;
     if (arch_.is_linear_least_squares()) {
       loss_sum = fused_least_squares(params, x, y, rows, grads, scale, accumulate);
+      if (weight_decay > 0.0f) add_weight_decay(arch_.layers[0], params, grads, weight_decay);
+      layer_done(std::size_t{0});
     } else {
       const float* out = forward(params, x, rows);
       float* d = raw(delta_[0]);
@@ -80,14 +85,19 @@ class Network {
         const float beta = accumulate ? 1.0f : 0.0f;
         Dev::gemm(true, false, L.in, L.out, rows, 1.0f, in, L.in, d, L.out, beta, grads + L.offset, L.out);
         Dev::gemv(true, rows, L.out, 1.0f, d, L.out, raw(ones_), beta, grads + L.bias_offset());
+        if (weight_decay > 0.0f) add_weight_decay(L, params, grads, weight_decay);
+        layer_done(l);
         if (l > 0) {
           Dev::gemm(false, true, rows, L.in, L.out, 1.0f, d, L.out, params + L.offset, L.out, 0.0f, d_prev, L.in);
           std::swap(d, d_prev);
         }
       }
     }
-    if (weight_decay > 0.0f) add_weight_decay(params, grads, weight_decay);
     return loss_sum;
+  }
+  double forward_backward(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
+                          float scale, float weight_decay = 0.0f, bool accumulate = false) {
+    return forward_backward(params, x, y, rows, grads, scale, weight_decay, accumulate, [](std::size_t) {});
   }
 
   /// 0.5 * weight_decay * sum of squared weights (biases excluded).
@@ -119,10 +129,9 @@ class Network {
     return loss;
   }
 
-  void add_weight_decay(const float* params, float* grads, float weight_decay) {
-    for (const DenseLayer& L : arch_.layers)
-      detail::for_each_element(Dev::exec(), L.weight_count(),
-                               detail::Axpy{grads + L.offset, params + L.offset, weight_decay});
+  void add_weight_decay(const DenseLayer& L, const float* params, float* grads, float weight_decay) {
+    detail::for_each_element(Dev::exec(), L.weight_count(),
+                             detail::Axpy{grads + L.offset, params + L.offset, weight_decay});
   }
 
   Architecture arch_;

@@ -27,6 +27,9 @@ class ThreadTeam {
     return !failed_.load(std::memory_order_acquire);
   }
 
+  /// True once a worker of the current run failed.
+  [[nodiscard]] bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+
   /// Runs body(worker) on every worker (worker 0 on the calling thread); rethrows the first
   /// exception any worker raised. `on_failure` runs once per failing worker, after the flag is
   /// raised: it wakes workers blocked outside the barrier (in a batch queue, say).

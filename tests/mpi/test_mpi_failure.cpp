@@ -1,0 +1,71 @@
+// A job in which one rank fails must end, on every rank, within a bounded time and with a message:
+// run under mpirun by tests/mpi/run_failure.cmake, which checks the exit status, the time and the
+// output. The last rank fails in epoch 2, in the way the first argument names:
+//   throw    - an exception inside fit (a user callback here): the others are told and stop
+//   kill     - SIGKILL: mpirun notices the dead process and ends the job
+//   stall    - it stops answering: the others time out (TESSERA_MPI_TIMEOUT), naming what they
+//              waited in, and end the job
+//   absent   - it never calls fit: the others time out in the set-up agreement
+#include <csignal>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "tessera/mpi.hpp"
+#include "tessera/tessera.hpp"
+
+using namespace tessera;
+
+namespace {
+data::Dataset blobs(std::size_t n, std::size_t d) {
+  Matrix x(n, d);
+  std::vector<float> y(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    y[i] = float(i % 3);
+    for (std::size_t j = 0; j < d; ++j) x(i, j) = rng::normal(1, rng::Stream::user, i * d + j, 0) + (j == i % 3 ? 2.0f : 0.0f);
+  }
+  return {std::move(x), std::move(y)};
+}
+
+struct FailIn {
+  std::string mode;
+  bool me;
+  void on_epoch(const EpochRecord& r) const {
+    if (!me || r.epoch != 2) return;
+    if (mode == "throw") throw std::runtime_error("injected failure in epoch 2");
+    if (mode == "kill") std::raise(SIGKILL);
+    if (mode == "stall") std::this_thread::sleep_for(std::chrono::seconds(600));
+  }
+};
+}  // namespace
+
+int main(int argc, char** argv) {
+  mpi::Environment env(&argc, &argv);
+  const std::string mode = argc > 1 ? argv[1] : "";
+  const auto world = mpi::Communicator::world();
+  const int rank = world.rank(), last = world.size() - 1;
+  if (mode != "throw" && mode != "kill" && mode != "stall" && mode != "absent") {
+    std::fprintf(stderr, "usage: test_mpi_failure throw|kill|stall|absent\n");
+    return 2;
+  }
+  if (mode == "absent" && rank == last) {
+    std::printf("rank %d: leaving without training\n", rank);
+    return 0;
+  }
+  const auto d = blobs(600, 8);
+  Model m = models::mlp({8, 16, 3}, act::relu, loss::softmax_cross_entropy, {.seed = 1});
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = 4, .epochs = 50, .workers = 2, .progress = Progress::never},
+                                  optim::sgd(0.05));
+  try {
+    t.fit(m, d, d, FailIn{mode, rank == last});
+  } catch (const std::exception& e) {
+    std::printf("rank %d: fit failed: %s\n", rank, e.what());
+    std::fflush(stdout);
+    return 1;
+  }
+  std::printf("rank %d: fit completed\n", rank);
+  return 0;
+}
