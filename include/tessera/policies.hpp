@@ -22,8 +22,22 @@ struct Prefetch { static constexpr const char* name = "Prefetch"; };      ///< b
 
 // Partition: what each worker holds of the model.
 struct Replicate { static constexpr const char* name = "Replicate"; };    ///< the whole model
-struct Layerwise { static constexpr const char* name = "Layerwise"; };    ///< pipeline stages
 struct Columnwise { static constexpr const char* name = "Columnwise"; };  ///< tensor-parallel dense layers
+// Pipeline schedules of Layerwise (tessera/partition.hpp runs them).
+struct GPipe { static constexpr const char* name = "GPipe"; };        ///< fill-drain: all forwards, then all backwards
+struct OneFOneB { static constexpr const char* name = "1F1B"; };      ///< one forward, one backward in the steady state
+/// Pipeline stages with a schedule, on a grid of `Replicas` data-parallel pipelines (workers =
+/// stages x Replicas). `Partition<Layerwise>` is `LayerwiseWith<OneFOneB, 1>`.
+template <class Schedule = OneFOneB, std::size_t Replicas = 1>
+struct LayerwiseWith {
+  static_assert(std::same_as<Schedule, GPipe> || std::same_as<Schedule, OneFOneB>,
+                "tessera: LayerwiseWith<Schedule, R> needs Schedule = GPipe or OneFOneB");
+  static_assert(Replicas >= 1, "tessera: LayerwiseWith<Schedule, R> needs R >= 1 (data-parallel pipelines)");
+  using schedule = Schedule;
+  static constexpr std::size_t replicas = Replicas;
+  static constexpr const char* name = "Layerwise";
+};
+using Layerwise = LayerwiseWith<>;  ///< pipeline stages, 1F1B
 
 // Reduce: how workers combine gradients.
 struct ThreadAllreduce { static constexpr const char* name = "ThreadAllreduce"; };
@@ -45,7 +59,8 @@ struct Cuda;
 
 template <class C> concept SplitChoice = std::same_as<C, Uniform> || std::same_as<C, Random> || std::same_as<C, Stratified>;
 template <class C> concept LoadChoice = std::same_as<C, Sequential> || std::same_as<C, Prefetch>;
-template <class C> concept PartitionChoice = std::same_as<C, Replicate> || std::same_as<C, Layerwise> || std::same_as<C, Columnwise>;
+template <class C> concept LayerwiseChoice = std::same_as<C, LayerwiseWith<typename C::schedule, C::replicas>>;
+template <class C> concept PartitionChoice = std::same_as<C, Replicate> || LayerwiseChoice<C> || std::same_as<C, Columnwise>;
 template <class C> concept ReduceChoice = std::same_as<C, ThreadAllreduce> || std::same_as<C, MpiAllreduce> || std::same_as<C, NcclAllreduce>;
 template <class C> concept SyncChoice = std::same_as<C, EveryStep> || std::same_as<C, Sharded> || requires { C::period; };
 template <class C> concept DeviceChoice = std::same_as<C, Cpu> || std::same_as<C, Cuda>;
@@ -53,6 +68,7 @@ template <class C> concept DeviceChoice = std::same_as<C, Cpu> || std::same_as<C
 static_assert(SplitChoice<Uniform> && SplitChoice<Random> && SplitChoice<Stratified>);
 static_assert(LoadChoice<Sequential> && LoadChoice<Prefetch>);
 static_assert(PartitionChoice<Replicate> && PartitionChoice<Layerwise> && PartitionChoice<Columnwise>);
+static_assert(PartitionChoice<LayerwiseWith<GPipe>> && PartitionChoice<LayerwiseWith<OneFOneB, 2>> && !PartitionChoice<GPipe>);
 static_assert(ReduceChoice<ThreadAllreduce> && ReduceChoice<MpiAllreduce> && ReduceChoice<NcclAllreduce>);
 static_assert(SyncChoice<EveryStep> && SyncChoice<Periodic<4>> && SyncChoice<Sharded>);
 static_assert(DeviceChoice<Cpu> && DeviceChoice<Cuda>);

@@ -21,6 +21,7 @@ struct EpochRecord {
   double samples_per_second = 0.0;
   double validation_loss = NAN;         ///< when a validation set was given
   double validation_metric = NAN;       ///< accuracy for classification, R^2 for regression
+  double bubble_fraction = NAN;         ///< Partition<Layerwise>: share of worker time spent idle
 };
 
 struct History {
@@ -37,12 +38,12 @@ struct History {
 
   [[nodiscard]] std::string to_csv() const {
     std::string s = "epoch,loss,learning_rate,seconds,compute_seconds,communication_seconds,samples_per_second,"
-                    "validation_loss,validation_metric\n";
+                    "validation_loss,validation_metric,bubble_fraction\n";
     for (const auto& e : epochs) {
       char line[512];
-      std::snprintf(line, sizeof line, "%zu,%.9g,%.9g,%.6f,%.6f,%.6f,%.1f,%.9g,%.9g\n", e.epoch, e.loss, e.learning_rate,
-                    e.seconds, e.compute_seconds, e.communication_seconds, e.samples_per_second, e.validation_loss,
-                    e.validation_metric);
+      std::snprintf(line, sizeof line, "%zu,%.9g,%.9g,%.6f,%.6f,%.6f,%.1f,%.9g,%.9g,%.6g\n", e.epoch, e.loss,
+                    e.learning_rate, e.seconds, e.compute_seconds, e.communication_seconds, e.samples_per_second,
+                    e.validation_loss, e.validation_metric, e.bubble_fraction);
       s += line;
     }
     return s;
@@ -64,7 +65,7 @@ struct History {
            ", \"compute_seconds\": " + num(e.compute_seconds) + ", \"communication_seconds\": " +
            num(e.communication_seconds) + ", \"samples_per_second\": " + num(e.samples_per_second) +
            ", \"validation_loss\": " + num(e.validation_loss) + ", \"validation_metric\": " +
-           num(e.validation_metric) + "}";
+           num(e.validation_metric) + ", \"bubble_fraction\": " + num(e.bubble_fraction) + "}";
     }
     return s + "]}\n";
   }

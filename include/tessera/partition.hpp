@@ -1,0 +1,216 @@
+// tessera/partition.hpp - model parallelism on worker threads: Partition<Layerwise> (pipeline
+// stages, GPipe or 1F1B micro-batch schedules, optionally on a grid of data-parallel pipelines)
+// and Partition<Columnwise> (Megatron-style tensor-parallel dense layers). Include it to train
+// with those policies; `Pipeline` and `ColumnSplit` run a partitioned model on one batch directly.
+#pragma once
+
+#include <concepts>
+#include <span>
+#include <utility>
+#include <string>
+#include <vector>
+
+#include "tessera/data/dataset.hpp"
+#include "tessera/io/checkpoint.hpp"
+#include "tessera/model/model.hpp"
+#include "tessera/partition/columnwise.hpp"
+#include "tessera/partition/pipeline.hpp"
+#include "tessera/split/order.hpp"
+#include "tessera/trainer.hpp"
+
+namespace tessera {
+
+namespace detail {
+
+/// Runs an engine's forward or gradient pass on one batch and gathers what it computed.
+template <class Engine>
+class PartitionedModel {
+ public:
+  template <class... Args>
+  explicit PartitionedModel(const Model& model, Args&&... args) : model_(model), engine_(std::forward<Args>(args)...) {}
+
+  /// Raw outputs (as Model::forward), computed by the partitioned model.
+  [[nodiscard]] Matrix forward(MatrixView x) {
+    model_.check_input(x, "forward");
+    Matrix out(x.rows, model_.output_dim());
+    const RowSource src{x.data, nullptr, x.cols, model_.architecture().target_dim(), nullptr};
+    SingleThreadedBlas one_blas_thread;
+    engine_.run_once(src, x.rows, Engine::Mode::forward, out.data());
+    return out;
+  }
+
+  /// Mean loss plus the L2 penalty, and the gradient in the whole model's flat layout (as
+  /// Model::loss_and_gradient), computed by the partitioned model.
+  double loss_and_gradient(MatrixView x, std::span<const float> y, std::vector<float>& grad) {
+    model_.check_input(x, "loss_and_gradient");
+    model_.check_targets(x.rows, y.size(), "loss_and_gradient");
+    const RowSource src{x.data, y.data(), x.cols, model_.architecture().target_dim(), nullptr};
+    SingleThreadedBlas one_blas_thread;
+    const double s = engine_.run_once(src, x.rows, Engine::Mode::gradient, nullptr);
+    grad = engine_.gradient();
+    return s / loss_normaliser(model_.loss(), x.rows, model_.output_dim()) +
+           (model_.weight_decay() > 0.0f ? engine_.weight_penalty() : 0.0);
+  }
+
+  [[nodiscard]] std::size_t workers() const noexcept { return engine_.workers(); }
+  /// What each worker holds.
+  [[nodiscard]] std::vector<WorkerMemory> memory() const { return engine_.memory(); }
+  /// The whole model, parameters gathered from the workers.
+  [[nodiscard]] Model model() const {
+    Model m = model_;
+    const std::vector<float> p = engine_.parameters();
+    std::copy(p.begin(), p.end(), m.parameters().begin());
+    return m;
+  }
+  /// Saves the whole model: the same file as save(model(), path), loadable unpartitioned.
+  void save(const std::string& path) const { tessera::save(model(), path); }
+
+ protected:
+  Model model_;
+  Engine engine_;
+};
+
+}  // namespace detail
+
+/// A model cut into pipeline stages on worker threads (workers = stages x replicas).
+class Pipeline : public detail::PartitionedModel<detail::PipelineEngine<detail::CpuWorker>> {
+ public:
+  explicit Pipeline(const Model& model, PipelineOptions options = {})
+      : PartitionedModel(model, model.architecture(), model.weight_decay(), model.parameters(), options, optim::sgd(1.0),
+                         std::size_t{1}) {}
+  [[nodiscard]] const StagePlan& plan() const noexcept { return engine_.plan(); }
+  /// Busy versus waiting time of the workers over the calls so far.
+  [[nodiscard]] const PipelineStats& stats() const noexcept { return engine_.stats(); }
+  void reset_stats() noexcept { engine_.reset_stats(); }
+};
+
+/// A model whose dense layers are split across worker threads by columns and rows.
+class ColumnSplit : public detail::PartitionedModel<detail::ColumnEngine<detail::CpuWorker>> {
+ public:
+  explicit ColumnSplit(const Model& model, std::size_t workers = 2)
+      : PartitionedModel(model, model.architecture(), model.weight_decay(), model.parameters(), workers, optim::sgd(1.0),
+                         std::size_t{1}, std::size_t{1}) {}
+  /// Which layers are split by columns, by rows, or replicated.
+  [[nodiscard]] std::string describe() const { return engine_.describe(); }
+};
+
+namespace detail {
+
+/// The epoch loop of a partitioned fit: the same order, loss, history and callbacks as
+/// Trainer's data-parallel loop, over a partitioned engine.
+template <class Trainer, class Engine, class... Callbacks>
+History fit_partitioned(const Trainer& trainer, Engine& engine, Model& model, const data::Dataset& train,
+                        const data::Dataset* validation, std::size_t batch, std::size_t global, bool pipeline,
+                        Callbacks&... cbs) {
+  using clock = std::chrono::steady_clock;
+  const TrainerOptions& opt = trainer.options();
+  const Architecture& arch = model.architecture();
+  const std::size_t n = train.rows();
+  ProgressLine progress(opt.progress, opt.epochs, (n + global - 1) / global);
+  History h;
+  h.samples = n;
+  h.workers = engine.workers();
+  const auto t0 = clock::now();
+  for (std::size_t epoch = 0; epoch < opt.epochs; ++epoch) {
+    const auto e0 = clock::now();
+    const auto order = epoch_order<typename Trainer::policies::split>(train, opt.seed, static_cast<std::uint32_t>(epoch));
+    const RowSource src{train.features.data(), train.targets.data(), train.cols(), train.target_dim, &order};
+    double running = 0.0;
+    const auto r = engine.epoch(src, n, batch, epoch, opt.epochs, [&](std::size_t s, double step_loss) {
+      running += step_loss;
+      const std::size_t seen = std::min(n, (s + 1) * global);
+      progress.step(epoch, s, running / loss_normaliser(arch.loss, seen, arch.output_dim()));
+    });
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.loss = r.loss_sum / loss_normaliser(arch.loss, n, arch.output_dim());
+    rec.learning_rate = r.learning_rate;
+    rec.seconds = std::chrono::duration<double>(clock::now() - e0).count();
+    rec.compute_seconds = r.compute_seconds;
+    rec.communication_seconds = r.communication_seconds;
+    rec.samples_per_second = static_cast<double>(n) / rec.seconds;
+    if (pipeline) rec.bubble_fraction = r.stats.bubble_fraction();
+    if (validation) {
+      Model snapshot = model;
+      const std::vector<float> p = engine.parameters();
+      std::copy(p.begin(), p.end(), snapshot.parameters().begin());
+      const Evaluation e = trainer.evaluate(snapshot, *validation);
+      rec.validation_loss = e.loss;
+      rec.validation_metric = is_classification(arch.loss) ? e.accuracy : e.r2;
+    }
+    progress.epoch_end(epoch, rec.loss, rec.samples_per_second);
+    h.epochs.push_back(rec);
+    bool go_on = true;
+    (
+        [&] {
+          if constexpr (requires { { cbs.on_epoch(rec) } -> std::convertible_to<bool>; }) {
+            go_on = cbs.on_epoch(rec) && go_on;
+          } else if constexpr (requires { cbs.on_epoch(rec); }) {
+            cbs.on_epoch(rec);
+          }
+        }(),
+        ...);
+    if (!go_on) break;
+  }
+  h.total_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  const std::vector<float> p = engine.parameters();
+  std::copy(p.begin(), p.end(), model.parameters().begin());
+  return h;
+}
+
+template <class Trainer>
+void check_partitioned_trainer(const Trainer& trainer, const char* who) {
+  using policies = typename Trainer::policies;
+  static_assert(std::same_as<typename policies::reduce, ThreadAllreduce>,
+                "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> run on the threads of one process "
+                "in this version; use Reduce<ThreadAllreduce>");
+  require(!trainer.options().deterministic, ErrorKind::invalid_argument,
+          std::string(who) + ": deterministic mode applies to Partition<Replicate>");
+}
+
+/// Partition<LayerwiseWith<Schedule, R>>: workers = stages x R; each replica's share of a step
+/// (batch_size rows) runs as micro_batches micro-batches.
+template <class Sched, std::size_t R>
+struct PartitionBackend<LayerwiseWith<Sched, R>> {
+  static constexpr bool available = true;
+  template <class Trainer, class... Callbacks>
+  static History fit(const Trainer& trainer, Model& model, const data::Dataset& train, const data::Dataset* validation,
+                     Callbacks&... cbs) {
+    check_partitioned_trainer(trainer, "Partition<Layerwise>");
+    const TrainerOptions& opt = trainer.options();
+    const std::size_t workers = trainer.workers();
+    require(workers % R == 0, ErrorKind::invalid_argument,
+            "Partition<LayerwiseWith<" + std::string(Sched::name) + ", " + std::to_string(R) + ">>: " +
+                std::to_string(workers) + " workers do not form a grid of " + std::to_string(R) +
+                " replicas; give workers = stages x " + std::to_string(R));
+    PipelineOptions po;
+    po.stages = workers / R;
+    po.replicas = R;
+    po.micro_batches = opt.micro_batches;
+    po.schedule = std::same_as<Sched, GPipe> ? tessera::Schedule::gpipe : tessera::Schedule::one_f_one_b;
+    SingleThreadedBlas one_blas_thread;
+    PipelineEngine<CpuWorker> engine(model.architecture(), model.weight_decay(), model.parameters(), po,
+                                     trainer.optimizer(), opt.batch_size);
+    return fit_partitioned(trainer, engine, model, train, validation, opt.batch_size, R * opt.batch_size, true, cbs...);
+  }
+};
+
+/// Partition<Columnwise>: every worker trains on the whole step (batch_size rows, in
+/// micro_batches passes) with its columns and rows of each split pair of layers.
+template <>
+struct PartitionBackend<Columnwise> {
+  static constexpr bool available = true;
+  template <class Trainer, class... Callbacks>
+  static History fit(const Trainer& trainer, Model& model, const data::Dataset& train, const data::Dataset* validation,
+                     Callbacks&... cbs) {
+    check_partitioned_trainer(trainer, "Partition<Columnwise>");
+    const TrainerOptions& opt = trainer.options();
+    SingleThreadedBlas one_blas_thread;
+    ColumnEngine<CpuWorker> engine(model.architecture(), model.weight_decay(), model.parameters(), trainer.workers(),
+                                   trainer.optimizer(), opt.batch_size, opt.micro_batches);
+    return fit_partitioned(trainer, engine, model, train, validation, opt.batch_size, opt.batch_size, false, cbs...);
+  }
+};
+
+}  // namespace detail
+}  // namespace tessera
