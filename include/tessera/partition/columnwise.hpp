@@ -26,6 +26,7 @@
 #endif
 
 #include "tessera/comm/thread_comm.hpp"
+#include "tessera/device/cpu.hpp"
 #include "tessera/detail/activation_kernels.hpp"
 #include "tessera/detail/elementwise.hpp"
 #include "tessera/detail/loss_kernels.hpp"

@@ -28,6 +28,7 @@
 #include <omp.h>
 #endif
 
+#include "tessera/device/cpu.hpp"
 #include "tessera/optim/update.hpp"
 #include "tessera/partition/channel.hpp"
 #include "tessera/partition/common.hpp"
