@@ -73,6 +73,57 @@ TEST_CASE("an MPI error becomes a tessera::Error naming the call and the rank", 
                                     std::to_string(comm.size())));
 }
 
+TEST_CASE("all_reduce is exact for every size: empty, smaller than the ranks, several segments", "[mpi]") {
+  const auto comm = mpi::Communicator::world();
+  const int n = comm.size(), r = comm.rank();
+  for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{3}, (std::size_t{1} << 17) * 3 + 7}) {
+    CAPTURE(count, n);
+    std::vector<float> f(count);
+    for (std::size_t i = 0; i < count; ++i) f[i] = static_cast<float>((r + 1) * static_cast<int>(i % 11));
+    comm.all_reduce(f.data(), f.size(), "test");
+    bool exact = true;
+    for (std::size_t i = 0; i < count; ++i) exact = exact && f[i] == static_cast<float>(n * (n + 1) / 2 * static_cast<int>(i % 11));
+    CHECK(exact);
+  }
+}
+
+TEST_CASE("started sums complete in order with progress() and finish()", "[mpi]") {
+  auto comm = mpi::Communicator::world();
+  const int n = comm.size(), r = comm.rank();
+  std::vector<std::vector<float>> bufs = {std::vector<float>(5, 1.0f), std::vector<float>(200003, 2.0f),
+                                          std::vector<float>(17, 3.0f)};
+  for (auto& b : bufs) {
+    for (float& v : b) v *= static_cast<float>(r + 1);
+    comm.start_all_reduce(b.data(), b.size(), "bucket");
+    comm.progress();
+  }
+  if (n > 1) CHECK_THROWS_WITH(comm.all_reduce(bufs[0].data(), 1), Catch::Contains("while started sums are pending; call finish() first"));
+  comm.finish();
+  CHECK(comm.progress());
+  const float t = static_cast<float>(n * (n + 1) / 2);
+  for (std::size_t k = 0; k < bufs.size(); ++k)
+    for (float v : bufs[k]) REQUIRE(v == t * static_cast<float>(k + 1));
+}
+
+TEST_CASE("exchange passes messages between pairs of ranks", "[mpi]") {
+  const auto comm = mpi::Communicator::world();
+  const int n = comm.size(), r = comm.rank();
+  std::vector<float> out(1000, static_cast<float>(r)), in(1000, -1.0f);
+  const mpi::Transfer send{out.data(), out.size(), (r + 1) % n, 7};
+  const mpi::Transfer recv{in.data(), in.size(), (r + n - 1) % n, 7};
+  comm.exchange(std::span(&send, 1), std::span(&recv, 1), "ring test");
+  for (float v : in) REQUIRE(v == static_cast<float>((r + n - 1) % n));
+}
+
+TEST_CASE("the timeout must be positive", "[mpi][errors]") {
+  CHECK_THROWS_WITH(mpi::set_timeout(0.0), Catch::Contains("mpi::set_timeout: the timeout must be positive"));
+  CHECK_THROWS_WITH(mpi::set_timeout(-1.0), Catch::Contains("must be positive"));
+  const double before = mpi::timeout();
+  mpi::set_timeout(42.0);
+  CHECK(mpi::timeout() == 42.0);
+  mpi::set_timeout(before);
+}
+
 int main(int argc, char** argv) {
   mpi::Environment env(&argc, &argv);
   return Catch::Session().run(argc, argv);

@@ -1,12 +1,17 @@
 // Reduce<MpiAllreduce>: training across ranks equals the single-process reference, for ranks that
 // do not divide the data, with local SGD, with several worker threads per rank; a rank whose setup
-// differs is named on every rank before any step. Run under mpirun with 1, 2, 3 and 4 ranks.
+// differs is named on every rank before any step; gradient buckets overlapping the backward pass
+// give the same result as one sum after it; deterministic mode is bitwise equal to threads; only
+// rank 0 writes files. Run under mpirun with 1, 2, 3 and 4 ranks.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <vector>
+
+#include <unistd.h>
 
 #include "tessera/mpi.hpp"
 #include "tessera/tessera.hpp"
@@ -123,6 +128,24 @@ TEST_CASE("a rank whose setup differs is named on every rank before any step", "
                                      Catch::Contains("rank " + std::to_string(odd) + " has") &&
                                      Catch::Contains("batch 5 x 1 workers"));
   CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
+}
+
+TEST_CASE("only rank 0 writes files", "[mpi][io]") {
+  const auto world = mpi::Communicator::world();
+  float id = static_cast<float>(::getpid() % 1000000);  // exact in a float
+  world.broadcast(&id, 1, 0);
+  const auto dir = std::filesystem::temp_directory_path() / ("tessera-writes-" + std::to_string(static_cast<int>(id)));
+  if (world.rank() == 0) std::filesystem::create_directories(dir);
+  world.barrier();
+  const Model m = fresh(1);
+  save(m, (dir / ("model-" + std::to_string(world.rank()) + ".tsm")).string());
+  world.barrier();
+  for (int r = 0; r < world.size(); ++r) {
+    CAPTURE(r);
+    CHECK(std::filesystem::exists(dir / ("model-" + std::to_string(r) + ".tsm")) == (r == 0));
+  }
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove_all(dir);
 }
 
 int main(int argc, char** argv) {

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/core/writer.hpp"
 
 namespace tessera::mpi {
 
@@ -89,6 +90,9 @@ class Environment {
         throw Error(ErrorKind::runtime, "MPI_Init_thread failed");
       owner_ = true;
     }
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    tessera::detail::this_process_writes().store(rank == 0);  // only rank 0 writes files
   }
   ~Environment() {
     int finalised = 0;
@@ -279,7 +283,9 @@ class Communicator {
   }
 
   /// Float sums of at least this many elements run as a ring of point-to-point messages.
-  static constexpr std::size_t ring_threshold = 4096;
+  static constexpr std::size_t ring_threshold = 0;
+  /// Floats per reduce-scatter message (256 KiB: what arrives is added from L2).
+  static constexpr std::size_t segment = std::size_t{1} << 17;
 
  private:
   struct Notices {
@@ -297,6 +303,7 @@ class Communicator {
     std::size_t n = 0;
     const char* what = "";
     int step = -1;  ///< -1: not posted yet
+    std::size_t segment = 0;
     int peer = -1;  ///< the rank this step receives from
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
   };
@@ -332,40 +339,54 @@ class Communicator {
   /// steps) and posts the next one. True when the whole sum is complete.
   bool advance(Ring& r) const {
     const int steps = 2 * (size_ - 1);
+    // reduce-scatter steps go in segments, so that what arrives is added while still in cache;
+    // every rank cuts every chunk the same way (segments past a chunk's end are empty messages)
+    const std::size_t segments = (chunk(r.n, 0).second + segment - 1) / segment;
     if (r.step >= 0) {
       int done = 0;
       check(MPI_Testall(2, r.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
       if (!done) return false;
       if (r.step < size_ - 1) {  // reduce-scatter: add the received piece into ours
-        const auto [lo, hi] = chunk(r.n, (rank_ - r.step - 1 + 2 * size_) % size_);
-        float* d = r.buf + lo;
-        const float* s = scratch_.data();
-        for (std::size_t i = 0; i < hi - lo; ++i) d[i] += s[i];
+        const auto [lo, hi] = piece(r.n, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
+        add(r.buf + lo, scratch_.data(), hi - lo);
       }
     }
-    if (++r.step >= steps) return true;
+    if (r.step < 0 || r.step >= size_ - 1 || ++r.segment >= segments) {
+      r.segment = 0;
+      if (++r.step >= steps) return true;
+    }
     const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
     r.peer = prev;
-    int send_chunk = 0, recv_chunk = 0;
+    std::pair<std::size_t, std::size_t> send, recv;
     float* recv_into = nullptr;
     if (r.step < size_ - 1) {
-      send_chunk = (rank_ - r.step + size_) % size_;
-      recv_chunk = (rank_ - r.step - 1 + 2 * size_) % size_;
-      const auto [lo, hi] = chunk(r.n, recv_chunk);
-      if (scratch_.size() < hi - lo) scratch_.resize(hi - lo);
+      send = piece(r.n, (rank_ - r.step + size_) % size_, r.segment);
+      recv = piece(r.n, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
+      if (scratch_.size() < segment) scratch_.resize(std::min(segment, chunk(r.n, 0).second));
       recv_into = scratch_.data();
     } else {
       const int s = r.step - (size_ - 1);
-      send_chunk = (rank_ + 1 - s + size_) % size_;
-      recv_chunk = (rank_ - s + size_) % size_;
-      recv_into = r.buf + chunk(r.n, recv_chunk).first;
+      send = chunk(r.n, (rank_ + 1 - s + size_) % size_);
+      recv = chunk(r.n, (rank_ - s + size_) % size_);
+      recv_into = r.buf + recv.first;
     }
-    const auto [rlo, rhi] = chunk(r.n, recv_chunk);
-    const auto [slo, shi] = chunk(r.n, send_chunk);
     const int tag = detail::ring_tag + r.step;
-    check(MPI_Irecv(recv_into, count_of(rhi - rlo), MPI_FLOAT, prev, tag, comm_, &r.req[0]), "MPI_Irecv");
-    check(MPI_Isend(r.buf + slo, count_of(shi - slo), MPI_FLOAT, next, tag, comm_, &r.req[1]), "MPI_Isend");
+    check(MPI_Irecv(recv_into, count_of(recv.second - recv.first), MPI_FLOAT, prev, tag, comm_, &r.req[0]), "MPI_Irecv");
+    check(MPI_Isend(r.buf + send.first, count_of(send.second - send.first), MPI_FLOAT, next, tag, comm_, &r.req[1]),
+          "MPI_Isend");
     return false;
+  }
+
+  /// Segment `k` of chunk `c`: empty past the chunk's end.
+  [[nodiscard]] std::pair<std::size_t, std::size_t> piece(std::size_t n, int c, std::size_t k) const {
+    const auto [lo, hi] = chunk(n, c);
+    const std::size_t a = std::min(hi, lo + k * segment);
+    return {a, std::min(hi, a + segment)};
+  }
+
+  static void add(float* __restrict d, const float* __restrict s, std::size_t n) {
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) d[i] += s[i];
   }
 
   template <class T>
@@ -398,7 +419,7 @@ class Communicator {
       if (spin < 128) continue;
       const double waited = std::chrono::duration<double>(clock::now() - start).count();
       if (waited > limit) timed_out(op, what, peer, count, waited);
-      if (waited < 1e-3) std::this_thread::yield();
+      if (waited < 1e-2) std::this_thread::yield();  // then sleep: 4 ranks on 2 cores must not starve
       else std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/core/writer.hpp"
 #include "tessera/model/model.hpp"
 
 namespace tessera {
@@ -68,9 +69,11 @@ inline std::vector<unsigned char> read_all(const std::string& path) {
 }  // namespace detail
 
 /// Writes the model to `path` (through a temporary file renamed at the end, so a failed save never
-/// leaves a partial file under the real name).
+/// leaves a partial file under the real name). Under mpi::Environment only rank 0 writes; the other
+/// ranks return at once.
 inline void save(const Model& model, const std::string& path) {
   static_assert(sizeof(float) == 4, "tessera checkpoints store IEEE float32");
+  if (!detail::this_process_writes().load()) return;
   detail::ByteWriter w;
   w.bytes.insert(w.bytes.end(), detail::model_magic, detail::model_magic + 8);
   const Architecture& a = model.architecture();
