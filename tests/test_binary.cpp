@@ -83,6 +83,35 @@ TEST_CASE("write_binary then read_binary is bitwise exact", "[binary]") {
   CHECK(data::read_binary(path).rows() == 4);
 }
 
+TEST_CASE("shards cover the file once, in blocks differing by at most one row", "[binary][shards]") {
+  const TempDir dir;
+  const std::string path = dir.file("s.tsrd");
+  const auto d = sample(1003, 4, 1);
+  data::write_binary(d, path);
+  for (std::size_t count : {1u, 2u, 3u, 4u, 7u}) {
+    CAPTURE(count);
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const data::Dataset s = data::read_binary_shard(path, i, count);
+      CHECK(s.shard.index == i);
+      CHECK(s.shard.count == count);
+      CHECK(s.shard.first_row == next);  // contiguous, in order, nothing skipped
+      CHECK(s.total_rows() == (count > 1 ? 1003u : s.rows()));
+      CHECK((s.rows() == 1003 / count || s.rows() == 1003 / count + 1));
+      CHECK(bitwise_equal(s.features.values(), d.features.row(next), s.rows() * 4));
+      next += s.rows();
+    }
+    CHECK(next == 1003);
+  }
+  CHECK_THROWS_MATCHES(data::read_binary_shard(path, 3, 3), Error,
+                       IsError(ErrorKind::invalid_argument,
+                               path + ": shard 3 of 3 requested; the index must be below the count"));
+  const std::string tiny = dir.file("tiny.tsrd");
+  data::write_binary(sample(2, 4, 1), tiny);
+  CHECK_THROWS_MATCHES(data::read_binary_shard(tiny, 2, 3), Error,
+                       IsError(ErrorKind::invalid_argument, tiny + ": shard 2 of 3 would be empty: the file has only 2 rows"));
+}
+
 TEST_CASE("slices of rows read only their rows", "[binary]") {
   const TempDir dir;
   const std::string path = dir.file("s.tsrd");

@@ -9,6 +9,7 @@
 #include <limits>
 #include <thread>
 
+#include "support.hpp"
 #include "tessera/tessera.hpp"
 
 using namespace tessera;
@@ -245,4 +246,17 @@ TEST_CASE("local SGD on the digits reaches the synchronous accuracy within a poi
   CHECK(sync > 0.94);
   CHECK(every10 >= sync - 0.01);
   CHECK(per_epoch >= sync - 0.01);
+}
+
+TEST_CASE("a shard of a data set trains only across processes", "[data_parallel][errors]") {
+  const test::TempDir dir;
+  const std::string path = dir.file("d.tsrd");
+  Matrix x(40, 3, std::vector<float>(120, 0.5f));
+  data::write_binary(data::Dataset(std::move(x), std::vector<float>(40, 1.0f)), path);
+  const data::Dataset shard = data::read_binary_shard(path, 1, 2);
+  Model m = models::linear_regression(3);
+  Trainer<> t({.batch_size = 4, .epochs = 1, .workers = 2, .progress = Progress::never}, optim::sgd(0.1));
+  CHECK_THROWS_MATCHES(t.fit(m, shard), Error,
+                       test::ErrorWith(ErrorKind::invalid_argument,
+                                       "Trainer::fit: the data set is shard 1 of 2; training on shards needs Reduce<MpiAllreduce>"));
 }

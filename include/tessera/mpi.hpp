@@ -6,6 +6,7 @@
 #include <string>
 
 #include "tessera/comm/mpi_comm.hpp"
+#include "tessera/data/binary.hpp"
 #include "tessera/model/model.hpp"
 
 namespace tessera::mpi {
@@ -15,6 +16,15 @@ namespace tessera::mpi {
 inline std::string signature(const Model& m) {
   return m.architecture().describe() + " | " + std::to_string(m.parameter_count()) + " parameters | weight_decay " +
          std::to_string(m.weight_decay());
+}
+
+/// This rank's shard of a TSRD file (data::read_binary_shard with index = rank and count = size of
+/// MPI_COMM_WORLD): each rank reads and holds only about 1/size of the rows.
+inline data::Dataset read_binary_shard(const std::string& path) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return data::read_binary_shard(path, static_cast<std::size_t>(rank), static_cast<std::size_t>(size));
 }
 
 }  // namespace tessera::mpi
@@ -66,6 +76,7 @@ class MpiRanks final : public CrossRanks {
 template <>
 struct ReduceBackend<MpiAllreduce> {
   static constexpr bool available = true;
+  static constexpr bool across_processes = true;
   static std::unique_ptr<CrossRanks> join(std::vector<float>& params, const std::string& signature) {
     auto ranks = std::make_unique<MpiRanks>();
     ranks->communicator().agree("training setup", signature);

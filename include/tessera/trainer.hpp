@@ -1,8 +1,10 @@
 // tessera/trainer.hpp - Trainer<Policies...>: the one place where the policy families meet.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,6 +29,7 @@ namespace detail {
 template <class R>
 struct ReduceBackend {
   static constexpr bool available = false;
+  static constexpr bool across_processes = false;
 };
 /// How a Partition choice trains: Replicate through DataParallel below; tessera/partition.hpp
 /// specialises this for Layerwise and Columnwise.
@@ -37,6 +40,7 @@ struct PartitionBackend {
 template <>
 struct ReduceBackend<ThreadAllreduce> {
   static constexpr bool available = true;
+  static constexpr bool across_processes = false;
   static std::unique_ptr<CrossRanks> join(std::vector<float>&, const std::string&) { return nullptr; }
 };
 }  // namespace detail
@@ -139,8 +143,34 @@ class Trainer {
 
   template <class... Callbacks>
   History fit_impl(Model& model, const data::Dataset& train, const data::Dataset* validation, Callbacks&... cbs) {
-    check_data(model, train, "Trainer::fit");
-    if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
+    // Across processes, a rank whose own checks fail still joins the set-up agreement, with its
+    // error as its signature: every rank then stops naming it, and nobody waits for it.
+    constexpr bool across = detail::ReduceBackend<typename policies::reduce>::across_processes;
+    std::exception_ptr problem;
+    std::string problem_text;
+    try {
+      check_data(model, train, "Trainer::fit");
+      if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
+      detail::require(!train.sharded() || across, ErrorKind::invalid_argument,
+                      "Trainer::fit: the data set is shard " + std::to_string(train.shard.index) + " of " +
+                          std::to_string(train.shard.count) + "; training on shards needs Reduce<MpiAllreduce>");
+      detail::require(!(train.sharded() && opt_.deterministic), ErrorKind::invalid_argument,
+                      "Trainer::fit: deterministic mode needs every rank to hold the whole data set; the data set is "
+                      "shard " + std::to_string(train.shard.index) + " of " + std::to_string(train.shard.count));
+      if (train.sharded()) {
+        const auto [lo, hi] = data::shard_rows(train.shard.total_rows, train.shard.index, train.shard.count);
+        detail::require(train.shard.first_row == lo && train.rows() == hi - lo, ErrorKind::invalid_argument,
+                        "Trainer::fit: shard " + std::to_string(train.shard.index) + " of " +
+                            std::to_string(train.shard.count) + " must hold rows [" + std::to_string(lo) + ", " +
+                            std::to_string(hi) + ") of " + std::to_string(train.shard.total_rows) + ", it holds " +
+                            std::to_string(train.rows()) + " rows from row " + std::to_string(train.shard.first_row) +
+                            " (read it with data::read_binary_shard)");
+      }
+    } catch (const Error& e) {
+      if (!across) throw;
+      problem = std::current_exception();
+      problem_text = e.what();
+    }
     static_assert(std::same_as<device, Cpu>, "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp>");
     static_assert(detail::ReduceBackend<typename policies::reduce>::available,
                   "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi); "
@@ -166,10 +196,18 @@ class Trainer {
     // Other processes (Reduce<MpiAllreduce>): agree on the whole setup, then start from rank 0's
     // parameters. A rank that disagrees is named on every rank before any step.
     std::vector<float> init(model.parameters().begin(), model.parameters().end());
-    const std::unique_ptr<detail::CrossRanks> cross =
-        detail::ReduceBackend<typename policies::reduce>::join(init, setup_signature(model, train, plan));
+    const std::unique_ptr<detail::CrossRanks> cross = detail::ReduceBackend<typename policies::reduce>::join(
+        init, problem ? "this rank cannot train: " + problem_text : setup_signature(model, train, plan));
+    if (problem) std::rethrow_exception(problem);  // every rank has the same problem: nobody waits
     plan.cross = cross.get();
+    if (train.sharded()) check_shards(train, *cross);
     try {
+      if (train.sharded()) {
+        for (std::size_t r = 0; r < cross->size; ++r) {
+          const auto [lo, hi] = data::shard_rows(train.shard.total_rows, r, cross->size);
+          plan.rank_rows.push_back(hi - lo);
+        }
+      }
       // One worker without deterministic mode uses every core inside each kernel and GEMM; several
       // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
       if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, init, cbs...);
@@ -186,11 +224,32 @@ class Trainer {
     }
   }
 
+  /// Each rank must hold its own shard (index = rank, count = ranks). Checked together: every rank
+  /// learns which ranks hold another shard and throws the same error, so nobody waits.
+  static void check_shards(const data::Dataset& train, detail::CrossRanks& cross) {
+    std::vector<double> wrong(cross.size, 0.0);
+    const bool mine_ok = train.shard.count == cross.size && train.shard.index == cross.rank;
+    wrong[cross.rank] = mine_ok ? 0.0 : 1.0;
+    cross.sum(wrong.data(), wrong.size(), "shard check");
+    std::string ranks;
+    for (std::size_t r = 0; r < cross.size; ++r)
+      if (wrong[r] != 0.0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    if (ranks.empty()) return;
+    throw detail::CollectiveError(
+        ErrorKind::invalid_argument,
+        "Trainer::fit: each rank must train on its own shard of the data (index = rank, count = ranks = " +
+            std::to_string(cross.size) + "); rank(s) " + ranks + " do not" +
+            (mine_ok ? std::string() : " - this rank, " + std::to_string(cross.rank) + ", holds shard " +
+                                           std::to_string(train.shard.index) + " of " + std::to_string(train.shard.count)) +
+            " (read shards with mpi::read_binary_shard)");
+  }
+
   /// Everything ranks must share to train one model together.
   std::string setup_signature(const Model& model, const data::Dataset& d, const detail::ParallelPlan& plan) const {
     return model.architecture().describe() + " | " + std::to_string(model.parameter_count()) +
            " parameters | weight_decay " + std::to_string(model.weight_decay()) + " | data " +
-           shape_string(d.rows(), d.cols()) + " | batch " + std::to_string(plan.batch) + " x " +
+           shape_string(d.total_rows(), d.cols()) + (d.sharded() ? " in " + std::to_string(d.shard.count) + " shards" : "") +
+           " | batch " + std::to_string(plan.batch) + " x " +
            std::to_string(plan.workers) + " workers | epochs " + std::to_string(opt_.epochs) + " | seed " +
            std::to_string(opt_.seed) + " | " + policies::split::name + ", " + policies::load::name + ", " +
            policies::sync::name + (plan.period ? "<" + std::to_string(plan.period) + ">" : "") + " | " +
@@ -204,11 +263,16 @@ class Trainer {
               const std::vector<float>& init, Callbacks&... cbs) {
     const Architecture& arch = model.architecture();
     const std::size_t ranks = plan.cross ? plan.cross->size : 1;
-    const std::size_t n = train.rows(), global = ranks * plan.workers * plan.batch;
+    const std::size_t n = train.total_rows(), global = ranks * plan.workers * plan.batch;
+    std::size_t steps = (n + global - 1) / global;
+    if (!plan.rank_rows.empty()) {  // each rank on its own shard: as many steps as the largest needs
+      const std::size_t local = plan.workers * plan.batch;
+      steps = (*std::max_element(plan.rank_rows.begin(), plan.rank_rows.end()) + local - 1) / local;
+    }
     detail::DataParallel<Dev> engine(arch, model.weight_decay(), optimizer_, init, plan, opt_.epochs);
     // only rank 0 shows progress
     detail::ProgressLine progress(plan.cross && plan.cross->rank != 0 ? Progress::never : opt_.progress, opt_.epochs,
-                                  (n + global - 1) / global);
+                                  steps);
 
     History h;
     h.samples = n;
@@ -216,7 +280,9 @@ class Trainer {
     const auto t0 = clock::now();
     for (std::size_t epoch = 0; epoch < opt_.epochs; ++epoch) {
       const auto e0 = clock::now();
-      const auto order = detail::epoch_order<typename policies::split>(train, opt_.seed, static_cast<std::uint32_t>(epoch));
+      // a shard is ordered by its own stream (shard 0's is the unsharded one)
+      const std::uint64_t seed = opt_.seed + 0x9E3779B97F4A7C15ull * train.shard.index;
+      const auto order = detail::epoch_order<typename policies::split>(train, seed, static_cast<std::uint32_t>(epoch));
       const detail::EpochResult r = engine.epoch(train, order, epoch, progress);
       EpochRecord rec;
       rec.epoch = epoch + 1;

@@ -130,6 +130,18 @@ TEST_CASE("a rank whose setup differs is named on every rank before any step", "
   CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
 }
 
+TEST_CASE("a rank whose own data is wrong is named on every rank, nobody waits", "[mpi][errors]") {
+  const auto world = mpi::Communicator::world();
+  if (world.size() == 1) return;
+  const int odd = world.size() - 1;
+  const auto d = blobs(100, world.rank() == odd ? 5 : 6, 3);  // one rank's file has a column missing
+  Model m = fresh(1);
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = 4, .workers = 1, .progress = Progress::never}, optim::sgd(0.1));
+  CHECK_THROWS_WITH(t.fit(m, d), Catch::Contains("ranks disagree on the training setup") &&
+                                     Catch::Contains("rank " + std::to_string(odd) + " has \"this rank cannot train") &&
+                                     Catch::Contains("takes 6 features, the data set has 5"));
+}
+
 TEST_CASE("only rank 0 writes files", "[mpi][io]") {
   const auto world = mpi::Communicator::world();
   float id = static_cast<float>(::getpid() % 1000000);  // exact in a float
@@ -146,6 +158,77 @@ TEST_CASE("only rank 0 writes files", "[mpi][io]") {
   }
   world.barrier();
   if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("each rank trains on its own shard of a binary file", "[mpi][shards]") {
+  const auto world = mpi::Communicator::world();
+  const auto ranks = static_cast<std::size_t>(world.size()), rank = static_cast<std::size_t>(world.rank());
+  float id = static_cast<float>(::getpid() % 1000000);
+  world.broadcast(&id, 1, 0);
+  const auto dir = std::filesystem::temp_directory_path() / ("tessera-shards-" + std::to_string(static_cast<int>(id)));
+  const std::string even = (dir / "even.tsrd").string(), odd = (dir / "odd.tsrd").string();
+  const std::size_t b = 6, steps = 20;
+  const auto d_even = blobs(ranks * b * steps, 6, 3), d_odd = blobs(1003, 6, 3);
+  if (rank == 0) {
+    std::filesystem::create_directories(dir);
+    data::write_binary(d_even, even);
+    data::write_binary(d_odd, odd);
+  }
+  world.barrier();
+
+  SECTION("equal shards: the same as one process on the rows in the order the ranks take them") {
+    const data::Dataset mine = mpi::read_binary_shard(even);
+    CHECK(mine.rows() == b * steps);  // a rank holds 1/ranks of the rows
+    CHECK(mine.shard.index == rank);
+    Model m = fresh(100 + rank);
+    Trainer<Reduce<MpiAllreduce>> t({.batch_size = b, .epochs = 2, .seed = 4, .workers = 1, .progress = Progress::never},
+                                    optim::momentum(0.05));
+    const History h = t.fit(m, mine);
+    CHECK(h.samples == d_even.rows());
+    // step s of the sharded run trains on rows [s*b, (s+1)*b) of every shard, rank after rank
+    std::vector<std::size_t> index;
+    for (std::size_t s = 0; s < steps; ++s)
+      for (std::size_t r = 0; r < ranks; ++r)
+        for (std::size_t i = 0; i < b; ++i) index.push_back(r * b * steps + s * b + i);
+    Model ref = fresh(100);
+    Trainer<> one({.batch_size = b * ranks, .epochs = 2, .seed = 4, .workers = 1, .progress = Progress::never},
+                  optim::momentum(0.05));
+    const History hr = one.fit(ref, d_even.subset(index));
+    CHECK(max_relative_difference(m.parameters(), ref.parameters()) < 1e-5);
+    CHECK(h.last().loss == Approx(hr.last().loss).epsilon(1e-5));
+  }
+
+  SECTION("uneven shards, shuffled, two workers per rank: every rank ends with the same model, as good as unsharded") {
+    const data::Dataset mine = mpi::read_binary_shard(odd);
+    const auto [lo, hi] = data::shard_rows(1003, rank, ranks);
+    CHECK(mine.rows() == hi - lo);
+    Model m = fresh(100 + rank);
+    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t(
+        {.batch_size = 8, .epochs = 6, .seed = 2, .workers = 2, .progress = Progress::never}, optim::adam(0.01));
+    const History h = t.fit(m, mine);
+    std::vector<float> p(m.parameters().begin(), m.parameters().end()), p0 = p;
+    world.broadcast(p0.data(), p0.size(), 0);
+    CHECK(std::memcmp(p.data(), p0.data(), p.size() * sizeof(float)) == 0);
+    CHECK(h.last().loss < h.epochs.front().loss);
+    Model whole = fresh(100);
+    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> u(
+        {.batch_size = 8, .epochs = 6, .seed = 2, .workers = 2, .progress = Progress::never}, optim::adam(0.01));
+    u.fit(whole, d_odd);
+    CHECK(metrics::accuracy(m, d_odd) == Approx(metrics::accuracy(whole, d_odd)).margin(0.03));
+  }
+
+  SECTION("a shard that is not this rank's is refused on every rank, naming it") {
+    if (ranks == 1) return;
+    const data::Dataset other = data::read_binary_shard(even, (rank + 1) % ranks, ranks);
+    Model m = fresh(1);
+    Trainer<Reduce<MpiAllreduce>> t({.batch_size = b, .epochs = 1, .workers = 1, .progress = Progress::never},
+                                    optim::sgd(0.1));
+    CHECK_THROWS_WITH(t.fit(m, other), Catch::Contains("each rank must train on its own shard") &&
+                                           Catch::Contains("rank(s) 0, 1") &&
+                                           Catch::Contains("holds shard " + std::to_string((rank + 1) % ranks)));
+  }
+  world.barrier();
+  if (rank == 0) std::filesystem::remove_all(dir);
 }
 
 int main(int argc, char** argv) {

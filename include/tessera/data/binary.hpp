@@ -177,7 +177,27 @@ inline Dataset read_binary(const std::string& path, BinaryReadOptions options = 
   }
   tsrd_le<4>(x.data(), x.size());
   tsrd_le<4>(y.data(), y.size());
-  return Dataset(std::move(x), std::move(y), tdim);
+  Dataset d(std::move(x), std::move(y), tdim);
+  d.shard.first_row = first;
+  d.shard.total_rows = rows;  // count stays 1: a slice is a data set of its own unless read as a shard
+  return d;
+}
+
+/// Reads shard `index` of `count` of a TSRD file: only its own rows (shard_rows), so that each of
+/// `count` processes holds about 1/count of the data. The result knows which shard it is
+/// (Dataset::shard); Trainer<Reduce<MpiAllreduce>> then trains each rank on its own shard.
+inline Dataset read_binary_shard(const std::string& path, std::size_t index, std::size_t count) {
+  detail::require(count >= 1 && index < count, ErrorKind::invalid_argument,
+                  path + ": shard " + std::to_string(index) + " of " + std::to_string(count) +
+                      " requested; the index must be below the count");
+  const std::size_t total = read_binary(path, {.first_row = 0, .row_count = 0}).shard.total_rows;
+  const auto [lo, hi] = shard_rows(total, index, count);
+  detail::require(hi > lo, ErrorKind::invalid_argument,
+                  path + ": shard " + std::to_string(index) + " of " + std::to_string(count) + " would be empty: the file has only " +
+                      std::to_string(total) + " rows");
+  Dataset d = read_binary(path, {.first_row = lo, .row_count = hi - lo});
+  d.shard = Shard{index, count, lo, total};
+  return d;
 }
 
 /// Reads a headerless file of float32 rows (little-endian), `cols` values each,

@@ -11,12 +11,29 @@
 
 namespace tessera::data {
 
+/// Which part of a larger data set a Dataset holds: shard `index` of `count`, rows
+/// [first_row, first_row + rows()) of `total_rows`. count == 1: the whole data set. A sharded
+/// Dataset is what one rank of Reduce<MpiAllreduce> trains on (data::read_binary_shard).
+struct Shard {
+  std::size_t index = 0, count = 1;
+  std::size_t first_row = 0, total_rows = 0;
+};
+
+/// Rows [first, first + count) of `total` that shard `index` of `count` holds: contiguous blocks,
+/// the remainder spread one by one over the first shards (sizes differ by at most one row).
+inline std::pair<std::size_t, std::size_t> shard_rows(std::size_t total, std::size_t index, std::size_t count) {
+  const std::size_t q = total / count, r = total % count;
+  const std::size_t lo = index * q + (index < r ? index : r);
+  return {lo, lo + q + (index < r ? 1 : 0)};
+}
+
 struct Dataset {
   Matrix features;                         ///< rows x cols, row-major
   std::vector<float> targets;              ///< rows x target_dim
   std::size_t target_dim = 1;
   std::vector<std::string> feature_names;  ///< empty or one per column
   std::string target_name;
+  Shard shard;                             ///< the whole data set unless read as a shard
 
   Dataset() = default;
   Dataset(Matrix x, std::vector<float> y, std::size_t tdim = 1) : features(std::move(x)), targets(std::move(y)), target_dim(tdim) {
@@ -29,6 +46,9 @@ struct Dataset {
   [[nodiscard]] std::size_t rows() const noexcept { return features.rows(); }
   [[nodiscard]] std::size_t cols() const noexcept { return features.cols(); }
   [[nodiscard]] bool empty() const noexcept { return features.rows() == 0; }
+  [[nodiscard]] bool sharded() const noexcept { return shard.count > 1; }
+  /// Rows of the whole data set: total_rows for a shard, rows() otherwise.
+  [[nodiscard]] std::size_t total_rows() const noexcept { return sharded() ? shard.total_rows : rows(); }
   [[nodiscard]] MatrixView x() const noexcept { return features.view(); }
   [[nodiscard]] std::span<const float> y() const noexcept { return targets; }
 

@@ -17,6 +17,7 @@
 // number of workers.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -95,6 +96,9 @@ struct ParallelPlan {
   bool prefetch = false;          ///< Load<Prefetch>: a producer thread gathers the next steps' batches
   bool overlap = true;            ///< across ranks: sum gradient buckets during the backward pass
   std::size_t bucket_floats = std::size_t{1} << 20;  ///< gradient bucket size (whole layers, at least this)
+  /// Sharded data (data::read_binary_shard): the rows each rank holds; empty when every rank holds
+  /// the whole data set. Each step a rank trains on its next workers x batch rows of its own shard.
+  std::vector<std::size_t> rank_rows;
 };
 
 /// One global batch gathered in the epoch's order.
@@ -145,13 +149,12 @@ class DataParallel {
   /// One epoch over `d` in `order` (empty: the data's own order).
   EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch,
                     ProgressLine& progress) {
-    const std::size_t n = d.rows(), global = ranks() * plan_.workers * plan_.batch;
-    const std::size_t steps = (n + global - 1) / global;
+    const std::size_t n = d.rows(), steps = steps_per_epoch(n);
     std::vector<EpochResult> per(team_.size());
     std::unique_ptr<Prefetcher<HostBatch>> pf;
     if (plan_.prefetch && steps > 0)
       pf = std::make_unique<Prefetcher<HostBatch>>(steps, plan_.workers, [&](std::size_t s, HostBatch& b) {
-        const Range mine = this_rank(s, global, n);
+        const Range mine = this_rank(s, n);
         gather(d, order, mine.lo, mine.hi, b.x, b.y);
       });
     prefetch_ = pf.get();
@@ -186,10 +189,31 @@ class DataParallel {
   [[nodiscard]] bool overlapping() const noexcept {
     return plan_.cross && plan_.overlap && !plan_.period && !plan_.shards && ranks() > 1;
   }
+  [[nodiscard]] std::size_t global_batch() const noexcept { return ranks() * plan_.workers * plan_.batch; }
+  [[nodiscard]] std::size_t local_batch() const noexcept { return plan_.workers * plan_.batch; }
+  [[nodiscard]] bool sharded() const noexcept { return !plan_.rank_rows.empty(); }
+
+  /// Steps of an epoch over n rows (this process's rows when the data is sharded).
+  [[nodiscard]] std::size_t steps_per_epoch(std::size_t n) const {
+    if (!sharded()) return (n + global_batch() - 1) / global_batch();
+    const std::size_t most = *std::max_element(plan_.rank_rows.begin(), plan_.rank_rows.end());
+    return (most + local_batch() - 1) / local_batch();
+  }
+  /// Samples of steps 0..s-1 on all ranks.
+  [[nodiscard]] std::size_t rows_before(std::size_t s, std::size_t n) const {
+    if (!sharded()) return std::min(n, s * global_batch());
+    std::size_t all = 0;
+    for (std::size_t r : plan_.rank_rows) all += std::min(r, s * local_batch());
+    return all;
+  }
+  /// Samples of step s on all ranks.
+  [[nodiscard]] std::size_t step_rows(std::size_t s, std::size_t n) const { return rows_before(s + 1, n) - rows_before(s, n); }
+
   /// Positions of step s's samples that this process trains on: its share of the global batch (in
-  /// deterministic mode, the rows of its block of shards).
-  [[nodiscard]] Range this_rank(std::size_t s, std::size_t global, std::size_t n) const {
-    const std::size_t first = s * global, rows = std::min(global, n - first);
+  /// deterministic mode, the rows of its block of shards; with sharded data, its own next rows).
+  [[nodiscard]] Range this_rank(std::size_t s, std::size_t n) const {
+    if (sharded()) return {std::min(n, s * local_batch()), std::min(n, (s + 1) * local_batch())};
+    const std::size_t global = global_batch(), first = s * global, rows = std::min(global, n - first);
     if (plan_.shards) {
       const Range k = share(plan_.shards, ranks(), my_rank());
       if (k.hi == k.lo) return {first, first};
@@ -313,7 +337,7 @@ class DataParallel {
 
   EpochResult worker_epoch(std::size_t w, const data::Dataset& d, const std::vector<std::size_t>& order,
                            std::size_t epoch, std::size_t steps, ProgressLine& progress) {
-    const std::size_t n = d.rows(), workers = plan_.workers, global = ranks() * workers * plan_.batch;
+    const std::size_t n = d.rows(), workers = plan_.workers, global = global_batch();
     const auto exec = Dev::exec();
 #if defined(_OPENMP)
     // OpenMP's thread count is per thread: keep an OpenMP-built BLAS on this worker's core.
@@ -322,8 +346,8 @@ class DataParallel {
     EpochResult res;
     for (std::size_t s = 0; s < steps; ++s) {
       const auto t0 = clock::now();
-      const std::size_t rows = std::min(global, n - s * global);  // the step's samples on all ranks
-      const Range here = this_rank(s, global, n);                 // this process's part of them
+      const std::size_t rows = step_rows(s, n);  // the step's samples on all ranks
+      const Range here = this_rank(s, n);        // this process's part of them
       const std::size_t first = here.lo, local_rows = here.hi - here.lo;
       const double lr = opt_.learning_rate *
                         opt_.schedule.factor(static_cast<double>(epoch) + static_cast<double>(s) / static_cast<double>(steps),
@@ -442,7 +466,7 @@ class DataParallel {
         if (w == 0) res.loss_sum += step_loss;
       }
       if (w == 0) {  // local SGD: worker 0's own loss stands for the running loss
-        const std::size_t all = s * global + rows;  // samples of the epoch so far, on all ranks
+        const std::size_t all = rows_before(s + 1, n);  // samples of the epoch so far, on all ranks
         const std::size_t seen = plan_.period ? std::max<std::size_t>(1, all / (ranks() * workers)) : all;
         progress.step(epoch, s, res.loss_sum / loss_normaliser(arch_.loss, std::max<std::size_t>(seen, 1), arch_.output_dim()));
       }
