@@ -151,10 +151,16 @@ TEST_CASE("only rank 0 writes files", "[mpi][io]") {
   world.barrier();
   const Model m = fresh(1);
   save(m, (dir / ("model-" + std::to_string(world.rank()) + ".tsm")).string());
+  History h;
+  h.write_csv((dir / ("history-" + std::to_string(world.rank()) + ".csv")).string());
+  h.write_json((dir / ("history-" + std::to_string(world.rank()) + ".json")).string());
   world.barrier();
   for (int r = 0; r < world.size(); ++r) {
     CAPTURE(r);
-    CHECK(std::filesystem::exists(dir / ("model-" + std::to_string(r) + ".tsm")) == (r == 0));
+    for (const char* name : {"model-", "history-"})
+      for (const char* ext : {".tsm", ".csv", ".json"})
+        if ((std::string(name) == "model-") == (std::string(ext) == ".tsm"))
+          CHECK(std::filesystem::exists(dir / (name + std::to_string(r) + ext)) == (r == 0));
   }
   world.barrier();
   if (world.rank() == 0) std::filesystem::remove_all(dir);

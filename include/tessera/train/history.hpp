@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/core/writer.hpp"
 
 namespace tessera {
 
@@ -70,11 +71,13 @@ struct History {
     return s + "]}\n";
   }
 
+  /// Writes the history to `path`; under mpi::Environment only rank 0 writes.
   void write_csv(const std::string& path) const { write(path, to_csv()); }
   void write_json(const std::string& path) const { write(path, to_json()); }
 
  private:
   static void write(const std::string& path, const std::string& text) {
+    if (!detail::this_process_writes().load()) return;  // under mpi::Environment: rank 0 writes
     std::ofstream f(path, std::ios::binary);
     f << text;
     detail::require(static_cast<bool>(f.flush()), ErrorKind::io, "History: cannot write " + path);
