@@ -6,6 +6,7 @@
 #         -DCXX_COMPILER=<path> -DDATA=<digits.csv> [-DEXE_SUFFIX=.exe]
 #         (-DPREFIX=<install prefix> | -DTESSERA_SOURCE_DIR=<tessera source tree>)
 #         [-DTHRUST_INCLUDE_DIR=..] [-DCBLAS_INCLUDE_DIR=..] [-DCBLAS_LIBRARY=..]
+#         [-DLAUNCHER=mpiexec|-n|2]   (run the program through this command)
 #         -P run_consumer.cmake
 #
 # PREFIX: the consumer finds the installed package with find_package() (CMAKE_PREFIX_PATH=PREFIX),
@@ -104,8 +105,13 @@ set(_exe "${_bin_dir}/tessera_consumer${EXE_SUFFIX}")
 if(NOT EXISTS "${_exe}")
   fail(run "the build succeeded but ${_exe} does not exist")
 endif()
+# LAUNCHER: a command that starts the program, its words separated by '|' (e.g. mpiexec|-n|2).
+set(_launcher "")
+if(NOT "${LAUNCHER}" STREQUAL "")
+  string(REPLACE "|" ";" _launcher "${LAUNCHER}")
+endif()
 execute_process(
-  COMMAND "${_exe}" "${DATA}"
+  COMMAND ${_launcher} "${_exe}" "${DATA}"
   WORKING_DIRECTORY "${CONSUMER_BINARY_DIR}"
   RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
 if(NOT _rc EQUAL 0)
