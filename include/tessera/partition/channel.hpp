@@ -75,9 +75,9 @@ class Channel {
     ready_.notify_one();
   }
 
-  /// The next message; `tag` is the micro-batch the receiver expects (a mismatch is a schedule
-  /// error and throws). Throws Aborted when the team failed while waiting.
-  Message recv(std::size_t tag) {
+  /// The next message; `tag` is the micro-batch the receiver expects and `count` its floats (a
+  /// mismatch is a schedule error and throws). Throws Aborted when the team failed while waiting.
+  Message recv(std::size_t tag, std::size_t count) {
     std::unique_lock<std::mutex> lock(mutex_);
     ready_.wait(lock, [&] { return !queue_.empty() || failed_->raised(); });
     if (queue_.empty()) throw Aborted{};
@@ -86,6 +86,9 @@ class Channel {
     lock.unlock();
     require(m.tag == tag, ErrorKind::runtime,
             name_ + ": expected micro-batch " + std::to_string(tag) + ", received " + std::to_string(m.tag));
+    require(m.data.size() == count, ErrorKind::shape,
+            name_ + ": micro-batch " + std::to_string(tag) + " should carry " + std::to_string(count) +
+                " values, it carries " + std::to_string(m.data.size()));
     return m;
   }
 

@@ -80,6 +80,97 @@ inline std::size_t pipeline_slots(Schedule schedule, std::size_t stages, std::si
   return schedule == Schedule::gpipe ? m : std::min(stages - s, m);
 }
 
+/// What one stage worker keeps between its passes: per slot the input it received (or gathered
+/// from the data) and where that input is, and the last stage's targets.
+struct StageBuffers {
+  std::vector<std::vector<float>> in, xbuf;  // per slot
+  std::vector<const float*> inputs;          // per slot
+  std::vector<float> ybuf;
+  void resize(std::size_t slots) {
+    in.assign(slots, {});
+    xbuf.assign(slots, {});
+    inputs.assign(slots, nullptr);
+  }
+  [[nodiscard]] std::size_t floats() const noexcept {
+    std::size_t n = 0;
+    for (const auto& v : in) n += v.capacity();
+    for (const auto& v : xbuf) n += v.capacity();
+    return n;
+  }
+};
+
+/// A stage's links to its neighbours, null where it has none. A Link offers buffer(n) (a buffer to
+/// fill and send), send(Message) (never blocks), recv(micro, count) (blocks; throws when the team
+/// or job failed) and recycle(buffer): Channel between threads, RankLink (partition/mpi.hpp)
+/// between MPI ranks.
+template <class Link>
+struct StageLinks {
+  Link* fin = nullptr;   ///< activations from the previous stage
+  Link* fout = nullptr;  ///< activations to the next stage
+  Link* bin = nullptr;   ///< gradients from the next stage
+  Link* bout = nullptr;  ///< gradients to the previous stage
+};
+
+/// One stage's passes of one step, in the order `ops`, over rows [lo, lo + n) of src cut into m
+/// micro-batches. Adds the parameter gradient into g; on the last stage, with `outputs`, copies the
+/// outputs of micro-batch rows there (row 0 = row lo). Returns the summed loss (last stage).
+template <class Dev, class Link>
+double run_stage_ops(StageNet<Dev>& net, const float* params, float* g, const std::vector<PipeOp>& ops, std::size_t m,
+                     const RowSource& src, std::size_t lo, std::size_t n, float scale, float* outputs,
+                     StageLinks<Link> links, StageBuffers& b, StepClock& clk) {
+  using clock = std::chrono::steady_clock;
+  const auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  const std::size_t slots = net.slots();
+  double loss = 0.0;
+  for (const PipeOp& op : ops) {
+    const Range mb = share(n, m, op.micro);
+    const std::size_t k = mb.hi - mb.lo, slot = op.micro % slots;
+    if (op.forward) {
+      const float* x = nullptr;
+      if (!links.fin) {
+        x = src.features(lo + mb.lo, lo + mb.hi, b.xbuf[slot]);
+      } else {
+        Message msg = links.fin->recv(op.micro, k * net.in_width());
+        if (b.in[slot].capacity()) links.fin->recycle(std::move(b.in[slot]));
+        b.in[slot] = std::move(msg.data);
+        x = b.in[slot].data();
+      }
+      b.inputs[slot] = x;
+      const auto t0 = clock::now();
+      const float* out = net.forward(params, slot, x, k);
+      const std::size_t width = net.out_width();
+      if (links.fout) {
+        std::vector<float> buf = links.fout->buffer(k * width);
+        std::memcpy(buf.data(), out, k * width * sizeof(float));
+        links.fout->send({op.micro, k, std::move(buf)});
+      } else if (outputs) {
+        std::memcpy(outputs + mb.lo * width, out, k * width * sizeof(float));
+      }
+      clk.busy += since(t0);
+    } else {
+      float* d = nullptr;
+      Message msg;
+      auto t0 = clock::now();
+      if (!links.bin) {
+        const float* y = src.targets(lo + mb.lo, lo + mb.hi, b.ybuf);
+        t0 = clock::now();
+        loss += net.loss(slot, y, k, scale, d);
+      } else {
+        msg = links.bin->recv(op.micro, k * net.out_width());
+        t0 = clock::now();
+        d = msg.data.data();
+      }
+      std::vector<float> din;
+      if (links.bout) din = links.bout->buffer(k * net.in_width());
+      net.backward(params, slot, b.inputs[slot], d, k, g, links.bout ? din.data() : nullptr);
+      if (links.bout) links.bout->send({op.micro, k, std::move(din)});
+      if (links.bin) links.bin->recycle(std::move(msg.data));
+      clk.busy += since(t0);
+    }
+  }
+  return loss;
+}
+
 inline void check_pipeline(const Architecture& arch, const PipelineOptions& o) {
   require(o.replicas >= 1, ErrorKind::invalid_argument, "Partition<Layerwise>: 0 replicas; a pipeline grid needs at least 1");
   require(o.micro_batches >= 1, ErrorKind::invalid_argument,
@@ -129,16 +220,11 @@ class PipelineEngine {
     micro_rows_ = micro;
     const std::size_t S = o_.stages;
     nets_.clear();
-    in_.assign(team_.size(), {});
-    inputs_.assign(team_.size(), {});
-    xbuf_.assign(team_.size(), {});
-    ybuf_.assign(team_.size(), {});
+    bufs_.assign(team_.size(), {});
     for (std::size_t w = 0; w < team_.size(); ++w) {
       const std::size_t s = w % S, slots = pipeline_slots(o_.schedule, S, s, o_.micro_batches);
       nets_.push_back(std::make_unique<StageNet<Dev>>(arch_, plan_.stages[s], micro, slots));
-      in_[w].resize(slots);
-      inputs_[w].assign(slots, nullptr);
-      xbuf_[w].resize(slots);
+      bufs_[w].resize(slots);
     }
   }
 
@@ -171,8 +257,7 @@ class PipelineEngine {
       m[w].gradients = grads_[w].size();
       m[w].optimizer_state = opt_.state_buffers() * n;
       m[w].activations = nets_[w]->activation_floats();
-      for (const auto& b : xbuf_[w]) m[w].activations += b.capacity();
-      for (const auto& b : in_[w]) m[w].activations += b.capacity();
+      m[w].activations += bufs_[w].floats();
     }
     return m;
   }
@@ -275,64 +360,19 @@ class PipelineEngine {
     float* g = grads_[w].data();
     if (mode != Mode::forward) std::fill(grads_[w].begin(), grads_[w].end(), 0.0f);
     const std::size_t m = std::min(o_.micro_batches, n);
-    Channel* fin = s > 0 ? fwd_[r * (S - 1) + s - 1].get() : nullptr;
-    Channel* fout = s + 1 < S ? fwd_[r * (S - 1) + s].get() : nullptr;
-    Channel* bin = s + 1 < S ? bwd_[r * (S - 1) + s].get() : nullptr;
-    Channel* bout = s > 0 ? bwd_[r * (S - 1) + s - 1].get() : nullptr;
-    const std::size_t slots = net.slots();
+    StageLinks<Channel> links;
+    if (s > 0) links.fin = fwd_[r * (S - 1) + s - 1].get();
+    if (s + 1 < S) links.fout = fwd_[r * (S - 1) + s].get();
+    if (s + 1 < S) links.bin = bwd_[r * (S - 1) + s].get();
+    if (s > 0) links.bout = bwd_[r * (S - 1) + s - 1].get();
     std::vector<PipeOp> ops;
     if (mode == Mode::forward) {
       for (std::size_t i = 0; i < m; ++i) ops.push_back({true, i});
     } else {
       ops = pipeline_ops(o_.schedule, S, s, m);
     }
-    double loss = 0.0;
-    for (const PipeOp& op : ops) {
-      const Range mb = share(n, m, op.micro);
-      const std::size_t k = mb.hi - mb.lo, slot = op.micro % slots;
-      if (op.forward) {
-        const float* x = nullptr;
-        if (!fin) {
-          x = src.features(lo + mb.lo, lo + mb.hi, xbuf_[w][slot]);
-        } else {
-          Message msg = fin->recv(op.micro);
-          if (in_[w][slot].capacity()) fin->recycle(std::move(in_[w][slot]));
-          in_[w][slot] = std::move(msg.data);
-          x = in_[w][slot].data();
-        }
-        inputs_[w][slot] = x;
-        const auto t0 = clock::now();
-        const float* out = net.forward(params, slot, x, k);
-        const std::size_t width = net.out_width();
-        if (fout) {
-          std::vector<float> buf = fout->buffer(k * width);
-          std::memcpy(buf.data(), out, k * width * sizeof(float));
-          fout->send({op.micro, k, std::move(buf)});
-        } else if (outputs) {
-          std::memcpy(outputs + (share_r.lo + mb.lo) * width, out, k * width * sizeof(float));
-        }
-        clk.busy += since(t0);
-      } else {
-        float* d = nullptr;
-        Message msg;
-        auto t0 = clock::now();
-        if (!bin) {
-          const float* y = src.targets(lo + mb.lo, lo + mb.hi, ybuf_[w]);
-          t0 = clock::now();
-          loss += net.loss(slot, y, k, scale, d);
-        } else {
-          msg = bin->recv(op.micro);
-          t0 = clock::now();
-          d = msg.data.data();
-        }
-        std::vector<float> din;
-        if (bout) din = bout->buffer(k * net.in_width());
-        net.backward(params, slot, inputs_[w][slot], d, k, g, bout ? din.data() : nullptr);
-        if (bout) bout->send({op.micro, k, std::move(din)});
-        if (bin) bin->recycle(std::move(msg.data));
-        clk.busy += since(t0);
-      }
-    }
+    const double loss = run_stage_ops(net, params, g, ops, m, src, lo, n, scale,
+                                      outputs ? outputs + share_r.lo * net.out_width() : nullptr, links, bufs_[w], clk);
     if (mode != Mode::forward && r == 0 && wd_ > 0.0f) {
       const auto t0 = clock::now();
       net.add_weight_decay(params, g, wd_);
@@ -378,9 +418,7 @@ class PipelineEngine {
   std::vector<std::vector<float>> grads_;   // per worker
   std::vector<std::unique_ptr<Channel>> fwd_, bwd_;
   std::vector<std::unique_ptr<StageNet<Dev>>> nets_;
-  std::vector<std::vector<std::vector<float>>> in_, xbuf_;  // per worker, per slot
-  std::vector<std::vector<const float*>> inputs_;
-  std::vector<std::vector<float>> ybuf_;
+  std::vector<StageBuffers> bufs_;  // per worker
   std::vector<StepClock> clocks_;
   std::vector<double> losses_;
   double step_loss_ = 0.0, epoch_loss_ = 0.0, update_seconds_ = 0.0;

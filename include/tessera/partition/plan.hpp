@@ -62,7 +62,10 @@ struct StagePlan {
       s += b;
     }
     s += "; parameters";
-    for (const auto& st : stages) s += " " + std::to_string(st.parameters());
+    for (const auto& st : stages) {
+      s += ' ';
+      s += std::to_string(st.parameters());
+    }
     std::snprintf(b, sizeof b, "; imbalance %.2f", imbalance());
     return s + b;
   }
