@@ -37,6 +37,12 @@ template <class P>
 struct PartitionBackend {
   static constexpr bool available = false;
 };
+/// How a Device choice trains: Cpu through DataParallel below; tessera/cuda.hpp specialises this
+/// for Cuda.
+template <class D>
+struct DeviceBackend {
+  static constexpr bool available = false;
+};
 template <>
 struct ReduceBackend<ThreadAllreduce> {
   static constexpr bool available = true;
@@ -171,10 +177,14 @@ class Trainer {
       problem = std::current_exception();
       problem_text = e.what();
     }
-    static_assert(std::same_as<device, Cpu>, "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp>");
+    static_assert(std::same_as<device, Cpu> || detail::DeviceBackend<device>::available,
+                  "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp> (CMake component cuda, compiled by "
+                  "nvcc)");
     static_assert(detail::ReduceBackend<typename policies::reduce>::available,
                   "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi); "
-                  "Reduce<NcclAllreduce> is not in this version yet");
+                  "Reduce<NcclAllreduce> needs #include <tessera/nccl.hpp> (CMake component nccl)");
+    if constexpr (!std::same_as<device, Cpu>)  // the GPU engine (tessera/cuda.hpp)
+      return detail::DeviceBackend<device>::fit(*this, model, train, validation, cbs...);
     static_assert(std::same_as<typename policies::partition, Replicate> ||
                       detail::PartitionBackend<typename policies::partition>::available,
                   "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need #include <tessera/partition.hpp>");

@@ -56,8 +56,34 @@ struct ActivationBackward {
   }
 };
 
+/// Element i of y (rows x cols), for fine-grained systems: neighbouring threads, neighbouring
+/// elements of a row.
+template <Activation A>
+struct BiasActivateAt {
+  float* y;
+  const float* b;
+  std::size_t cols;
+  TESSERA_HD void operator()(std::size_t i) const { y[i] = activate(A, y[i] + b[i % cols]); }
+};
+template <Activation A>
+struct ActivationBackwardAt {
+  float* dy;
+  const float* y;
+  TESSERA_HD void operator()(std::size_t i) const { dy[i] *= activate_grad_from_output(A, y[i]); }
+};
+
 template <class Exec>
 void bias_activate(Exec&& exec, Activation a, float* y, const float* b, std::size_t rows, std::size_t cols) {
+  if constexpr (fine_grained<Exec>) {
+    const std::size_t n = rows * cols;
+    switch (a) {
+      case Activation::identity: for_each_index(exec, n, BiasActivateAt<Activation::identity>{y, b, cols}); break;
+      case Activation::relu: for_each_index(exec, n, BiasActivateAt<Activation::relu>{y, b, cols}); break;
+      case Activation::tanh: for_each_index(exec, n, BiasActivateAt<Activation::tanh>{y, b, cols}); break;
+      case Activation::sigmoid: for_each_index(exec, n, BiasActivateAt<Activation::sigmoid>{y, b, cols}); break;
+    }
+    return;
+  }
   switch (a) {
     case Activation::identity: for_each_index(exec, rows, BiasActivate<Activation::identity>{y, b, cols}); break;
     case Activation::relu: for_each_index(exec, rows, BiasActivate<Activation::relu>{y, b, cols}); break;
@@ -68,6 +94,16 @@ void bias_activate(Exec&& exec, Activation a, float* y, const float* b, std::siz
 
 template <class Exec>
 void activation_backward(Exec&& exec, Activation a, float* dy, const float* y, std::size_t rows, std::size_t cols) {
+  if constexpr (fine_grained<Exec>) {
+    const std::size_t n = rows * cols;
+    switch (a) {
+      case Activation::identity: break;
+      case Activation::relu: for_each_index(exec, n, ActivationBackwardAt<Activation::relu>{dy, y}); break;
+      case Activation::tanh: for_each_index(exec, n, ActivationBackwardAt<Activation::tanh>{dy, y}); break;
+      case Activation::sigmoid: for_each_index(exec, n, ActivationBackwardAt<Activation::sigmoid>{dy, y}); break;
+    }
+    return;
+  }
   switch (a) {
     case Activation::identity: break;
     case Activation::relu: for_each_index(exec, rows, ActivationBackward<Activation::relu>{dy, y, cols}); break;

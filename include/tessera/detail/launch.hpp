@@ -8,6 +8,7 @@
 #include <thrust/functional.h>
 
 #include <cstddef>
+#include <type_traits>
 
 #include "tessera/detail/config.hpp"
 
@@ -45,11 +46,22 @@ struct Chunked {
   }
 };
 
-/// Elementwise launch: f(i) for every i in [0, n), in chunks.
+/// True for an execution policy of a system with many light threads (a GPU): its type says so with
+/// a member `tessera_fine_grained` (the CUDA device's policy does). There each parallel item is one
+/// element, so that neighbouring threads touch neighbouring addresses; on the CPU items are chunks.
+template <class Exec>
+inline constexpr bool fine_grained = requires { requires std::remove_cvref_t<Exec>::tessera_fine_grained; };
+
+/// Elementwise launch: f(i) for every i in [0, n), in chunks (one element per item on a
+/// fine-grained system).
 template <class Exec, class F>
 void for_each_element(Exec&& exec, std::size_t n, F f, std::size_t chunk = 4096) {
   if (n == 0) return;
-  for_each_index(exec, (n + chunk - 1) / chunk, Chunked<F>{f, n, chunk});
+  if constexpr (fine_grained<Exec>) {
+    for_each_index(exec, n, f);
+  } else {
+    for_each_index(exec, (n + chunk - 1) / chunk, Chunked<F>{f, n, chunk});
+  }
 }
 
 /// Sum over i in [0, n) of f(i) (f returns double), reduced on the system of `exec`.

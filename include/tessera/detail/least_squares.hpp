@@ -182,6 +182,9 @@ inline std::size_t least_squares_scratch(std::size_t n, std::size_t d) {
 template <class Exec>
 void least_squares_gradient(Exec&& exec, const float* x, const float* w, float bias, const float* y, std::size_t n,
                             std::size_t d, float scale, float* scratch, float* out) {
+  // A system may bring its own kernel for this shape of work (the CUDA device: a warp per row)
+  if constexpr (requires { exec.least_squares_gradient(x, w, bias, y, n, d, scale, scratch, out); })
+    if (exec.least_squares_gradient(x, w, bias, y, n, d, scale, scratch, out)) return;
   const std::size_t blocks = (n + least_squares_block_rows - 1) / least_squares_block_rows;
   for_each_index(exec, blocks, LeastSquaresBlock{x, w, bias, y, scratch, n, d, least_squares_block_rows});
   for_each_index(exec, d + 2, SumPartials{scratch, out, blocks, d + 2, scale});

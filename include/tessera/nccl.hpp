@@ -1,0 +1,133 @@
+// tessera/nccl.hpp - Reduce<NcclAllreduce>: data-parallel training over several GPUs with NCCL,
+// gradients summed in buckets on their own stream while the backward pass goes on. Needs the CMake
+// component `nccl` (target tessera::nccl, which brings `cuda`) and nvcc, like tessera/cuda.hpp.
+//
+// Two ways to run:
+// - one process driving several GPUs (ncclCommInitAll; no MPI): TrainerOptions::workers GPUs,
+//   devices 0 .. workers-1 (0: every GPU the process sees), one thread each;
+// - one process per GPU under mpirun (when tessera::mpi exists, the component links it): with MPI
+//   initialised and more than one rank, rank 0 makes the NCCL unique id and broadcasts it over
+//   MPI_COMM_WORLD; each rank takes GPU (local rank mod GPUs of its node).
+#pragma once
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#if defined(TESSERA_NCCL_WITH_MPI)
+#include <mpi.h>
+#endif
+
+#include "tessera/comm/nccl_comm.hpp"
+#include "tessera/cuda.hpp"
+
+namespace tessera::detail {
+
+/// The GPUs of an NCCL communicator: this process's lanes, each with its own rank.
+class NcclGroup final : public GpuGroup {
+ public:
+  explicit NcclGroup(std::vector<nccl::Communicator> comms, std::string how) : comms_(std::move(comms)), how_(std::move(how)) {}
+  [[nodiscard]] std::size_t lanes() const override { return comms_.size(); }
+  [[nodiscard]] int device(std::size_t lane) const override { return comms_[lane].device(); }
+  [[nodiscard]] std::size_t world() const override { return static_cast<std::size_t>(comms_[0].size()); }
+  [[nodiscard]] std::size_t global_lane(std::size_t lane) const override {
+    return static_cast<std::size_t>(comms_[lane].rank());
+  }
+  [[nodiscard]] std::string describe() const override {
+    return std::to_string(world()) + " GPU(s) over NCCL (" + how_ + ")";
+  }
+  void sum(std::size_t lane, float* p, std::size_t n, cudaStream_t s, const char* what) override {
+    comms_[lane].all_reduce(p, n, ncclSum, s, what);
+  }
+  void sum(std::size_t lane, double* p, std::size_t n, cudaStream_t s, const char* what) override {
+    comms_[lane].all_reduce(p, n, ncclSum, s, what);
+  }
+  void max(std::size_t lane, double* p, std::size_t n, cudaStream_t s, const char* what) override {
+    comms_[lane].all_reduce(p, n, ncclMax, s, what);
+  }
+  void broadcast(std::size_t lane, float* p, std::size_t n, cudaStream_t s, const char* what) override {
+    comms_[lane].broadcast(p, n, 0, s, what);
+  }
+  [[nodiscard]] const nccl::Communicator& communicator(std::size_t lane) const { return comms_[lane]; }
+
+ private:
+  std::vector<nccl::Communicator> comms_;
+  std::string how_;
+};
+
+/// The GPUs of one process: devices 0 .. gpus-1 (gpus 0: all of them), one communicator.
+inline std::unique_ptr<NcclGroup> nccl_group_in_process(std::size_t gpus) {
+  const int count = cuda_device_count();
+  detail::require(count > 0, ErrorKind::runtime, "Trainer: Reduce<NcclAllreduce> found no CUDA device");
+  const std::size_t use = gpus == 0 ? static_cast<std::size_t>(count) : gpus;
+  detail::require(use <= static_cast<std::size_t>(count), ErrorKind::invalid_argument,
+                  "Trainer: Reduce<NcclAllreduce> asked for " + std::to_string(use) + " GPUs (workers), this process sees " +
+                      std::to_string(count));
+  std::vector<int> devices;
+  for (std::size_t d = 0; d < use; ++d) devices.push_back(static_cast<int>(d));
+  return std::make_unique<NcclGroup>(nccl::Communicator::init_all(devices), "one process, ncclCommInitAll");
+}
+
+#if defined(TESSERA_NCCL_WITH_MPI)
+inline void mpi_check(int status, const char* call) {
+  if (status == MPI_SUCCESS) return;
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  throw Error(ErrorKind::runtime, std::string("MPI ") + call + " failed on rank " + std::to_string(rank) +
+                                      " (NCCL communicator set-up), error code " + std::to_string(status));
+}
+
+/// One GPU per rank of MPI_COMM_WORLD; the unique id made on rank 0 and broadcast.
+inline std::unique_ptr<NcclGroup> nccl_group_over_mpi() {
+  int rank = 0, size = 1, local = 0;
+  mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
+  mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
+  MPI_Comm node;
+  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+  mpi_check(MPI_Comm_rank(node, &local), "MPI_Comm_rank");
+  MPI_Comm_free(&node);
+  const int count = cuda_device_count();
+  detail::require(count > 0, ErrorKind::runtime,
+                  "Trainer: Reduce<NcclAllreduce> found no CUDA device on rank " + std::to_string(rank));
+  ncclUniqueId id{};
+  if (rank == 0) id = nccl::Communicator::unique_id();
+  mpi_check(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  std::vector<nccl::Communicator> comms;
+  comms.emplace_back(id, rank, size, local % count);
+  return std::make_unique<NcclGroup>(std::move(comms), "one process per GPU, bootstrapped over MPI");
+}
+#endif
+
+template <>
+struct GpuReduce<NcclAllreduce> {
+  static constexpr bool available = true;
+  static std::unique_ptr<GpuGroup> group(const TrainerOptions& o) {
+#if defined(TESSERA_NCCL_WITH_MPI)
+    int initialised = 0, finalised = 0, size = 1;
+    MPI_Initialized(&initialised);
+    MPI_Finalized(&finalised);
+    if (initialised && !finalised) MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) {
+      detail::require(o.workers <= 1, ErrorKind::invalid_argument,
+                      "Trainer: Reduce<NcclAllreduce> across " + std::to_string(size) +
+                          " MPI ranks drives one GPU per rank, so workers must be 0 or 1, got " + std::to_string(o.workers));
+      return nccl_group_over_mpi();
+    }
+#endif
+    return nccl_group_in_process(o.workers);
+  }
+};
+
+/// Reduce<NcclAllreduce> only trains with Device<Cuda> (PolicySet rejects it with Device<Cpu>), so
+/// the CPU engine never reaches this; it exists so that the Trainer's CPU path compiles.
+template <>
+struct ReduceBackend<NcclAllreduce> {
+  static constexpr bool available = true;
+  static constexpr bool across_processes = false;
+  static std::unique_ptr<CrossRanks> join(std::vector<float>&, const std::string&) { return nullptr; }
+};
+
+}  // namespace tessera::detail
