@@ -158,14 +158,37 @@ History fit_partitioned(const Trainer& trainer, Engine& engine, Model& model, co
   return h;
 }
 
+/// How a partition trains across processes (one worker per rank); tessera/partition/mpi.hpp
+/// specialises it for Reduce<MpiAllreduce>.
+template <class Partition, class Reduce>
+struct PartitionOverRanks {
+  static constexpr bool available = false;
+};
+
 template <class Trainer>
 void check_partitioned_trainer(const Trainer& trainer, const char* who) {
   using policies = typename Trainer::policies;
-  static_assert(std::same_as<typename policies::reduce, ThreadAllreduce>,
+  static_assert(std::same_as<typename policies::reduce, ThreadAllreduce> ||
+                    ReduceBackend<typename policies::reduce>::across_processes,
                 "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> run on the threads of one process "
-                "in this version; use Reduce<ThreadAllreduce>");
+                "or across MPI ranks; use Reduce<ThreadAllreduce> or Reduce<MpiAllreduce>");
   require(!trainer.options().deterministic, ErrorKind::invalid_argument,
           std::string(who) + ": deterministic mode applies to Partition<Replicate>");
+}
+
+/// True when the trainer's Reduce policy reaches other processes; then the partition must have an
+/// engine across ranks.
+template <class Trainer, class Partition>
+constexpr bool partition_across_ranks() {
+  using reduce = typename Trainer::policies::reduce;
+  if constexpr (ReduceBackend<reduce>::across_processes) {
+    static_assert(PartitionOverRanks<Partition, reduce>::available,
+                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> with Reduce<MpiAllreduce> need "
+                  "#include <tessera/partition/mpi.hpp> (CMake component mpi)");
+    return true;
+  } else {
+    return false;
+  }
 }
 
 /// Partition<LayerwiseWith<Schedule, R>>: workers = stages x R; each replica's share of a step
@@ -176,6 +199,10 @@ struct PartitionBackend<LayerwiseWith<Sched, R>> {
   template <class Trainer, class... Callbacks>
   static History fit(const Trainer& trainer, Model& model, const data::Dataset& train, const data::Dataset* validation,
                      Callbacks&... cbs) {
+    if constexpr (partition_across_ranks<Trainer, LayerwiseWith<Sched, R>>()) {
+      return PartitionOverRanks<LayerwiseWith<Sched, R>, typename Trainer::policies::reduce>::fit(trainer, model, train,
+                                                                                                  validation, cbs...);
+    }
     check_partitioned_trainer(trainer, "Partition<Layerwise>");
     const TrainerOptions& opt = trainer.options();
     const std::size_t workers = trainer.workers();
@@ -203,6 +230,10 @@ struct PartitionBackend<Columnwise> {
   template <class Trainer, class... Callbacks>
   static History fit(const Trainer& trainer, Model& model, const data::Dataset& train, const data::Dataset* validation,
                      Callbacks&... cbs) {
+    if constexpr (partition_across_ranks<Trainer, Columnwise>()) {
+      return PartitionOverRanks<Columnwise, typename Trainer::policies::reduce>::fit(trainer, model, train, validation,
+                                                                                     cbs...);
+    }
     check_partitioned_trainer(trainer, "Partition<Columnwise>");
     const TrainerOptions& opt = trainer.options();
     SingleThreadedBlas one_blas_thread;

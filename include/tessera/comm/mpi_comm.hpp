@@ -287,6 +287,25 @@ class Communicator {
   /// Floats per reduce-scatter message (256 KiB: what arrives is added from L2).
   static constexpr std::size_t segment = std::size_t{1} << 17;
 
+  /// Posts one point-to-point send of t (tag below 16384, matched by a receive in exchange()) and
+  /// returns without waiting; t.data must stay untouched until test() or wait() says it completed.
+  [[nodiscard]] MPI_Request start_send(const Transfer& t) const {
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Isend(t.data, count_of(t.count), MPI_FLOAT, t.peer, detail::exchange_tag + t.tag, comm_, &q), "MPI_Isend");
+    return q;
+  }
+  /// True when every request of q completed (completed ones become MPI_REQUEST_NULL); never waits.
+  [[nodiscard]] bool test(std::span<MPI_Request> q) const {
+    int done = 0;
+    check(MPI_Testall(static_cast<int>(q.size()), q.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    return done != 0;
+  }
+  /// Waits until every request of q completes, with the timeout and the failure notices of every
+  /// other wait; `what` and `peer` name it in messages.
+  void wait(std::span<MPI_Request> q, const char* what, int peer) const {
+    wait_all(q.data(), static_cast<int>(q.size()), "send", what, peer, 0);
+  }
+
  private:
   struct Notices {
     MPI_Comm comm = MPI_COMM_NULL;
