@@ -305,6 +305,81 @@ TEST_CASE("a rank count or setup that does not fit the partition is refused on e
   }
 }
 
+TEST_CASE("a column split across ranks computes the outputs, loss and gradient of the whole model and of threads",
+          "[mpi][partition][columnwise]") {
+  const std::size_t W = ranks();
+  using Engine = detail::RankColumnEngine<detail::CpuWorker>;
+  const auto world = mpi::Communicator::world();
+  const data::Dataset d = make_data(29, 10, 4, Loss::softmax_cross_entropy, 4);
+  // five layers (the last one replicated) and four (two split pairs)
+  Model four(10, {{16, act::tanh}, {12, act::relu}, {9, act::sigmoid}, {4, act::identity}}, Loss::softmax_cross_entropy,
+             {.seed = 100 + my_rank(), .weight_decay = 0.01f});
+  for (Model whole : {own_seed(Loss::softmax_cross_entropy, 0.01f), four}) {
+    const std::vector<float> p = rank0_parameters(whole);
+    std::copy(p.begin(), p.end(), whole.parameters().begin());
+    const detail::RowSource src{d.features.data(), d.targets.data(), d.cols(), d.target_dim, nullptr};
+    const Matrix ref_out = whole.forward(d.x());
+    std::vector<float> ref_grad;
+    const double ref_loss = whole.loss_and_gradient(d.x(), d.targets, ref_grad);
+    for (const std::size_t M : {1, 3}) {
+      CAPTURE(whole.architecture().describe(), M, W);
+      Engine e(world, whole.architecture(), whole.weight_decay(), p, optim::sgd(1.0), d.rows(), M);
+      std::vector<float> out(d.rows() * whole.output_dim());
+      e.run_once(src, d.rows(), Engine::Mode::forward, out.data());
+      CHECK(scaled_difference(out, std::span<const float>(ref_out.data(), out.size())) < tolerance);
+      const double sum = e.run_once(src, d.rows(), Engine::Mode::gradient, nullptr);
+      const double l = sum / detail::loss_normaliser(whole.loss(), d.rows(), whole.output_dim()) + e.weight_penalty();
+      CHECK(l == Approx(ref_loss).epsilon(tolerance));
+      const std::vector<float> grad = e.gradient();
+      const double diff = scaled_difference(grad, ref_grad);
+      CHECK(diff < tolerance);
+      if (M == 3)
+        report("column split gradient vs whole, " + std::to_string(whole.architecture().layers.size()) + " layers", diff);
+      ColumnSplit threads(whole, W);
+      std::vector<float> tgrad;
+      const double tl = threads.loss_and_gradient(d.x(), d.targets, tgrad);
+      CHECK(l == Approx(tl).epsilon(tolerance));
+      CHECK(scaled_difference(grad, tgrad) < tolerance);
+      const std::vector<float> back = e.parameters();
+      CHECK(std::equal(back.begin(), back.end(), p.begin()));
+      const std::vector<WorkerMemory> mem = e.memory();
+      REQUIRE(mem.size() == W);
+      std::size_t held = 0;
+      for (const WorkerMemory& m : mem) held += m.parameters;
+      // the parts sum to the whole, plus the replicated values (row biases, a replicated layer)
+      // once per extra rank
+      const auto& L = whole.architecture().layers;
+      const std::size_t replicated = L[1].out + L[3].out + (L.size() == 5 ? L[4].weight_count() + L[4].out : 0);
+      CHECK(held == whole.parameter_count() + (W - 1) * replicated);
+    }
+  }
+}
+
+TEST_CASE("a column split across ranks trains like threads and like the whole model", "[mpi][partition][columnwise][training]") {
+  const std::size_t W = ranks();
+  const data::Dataset d = make_data(103, 10, 4, Loss::softmax_cross_entropy, 13);
+  const Model start = own_seed(Loss::softmax_cross_entropy, 0.001f);
+  Model start0 = start;
+  std::copy_n(rank0_parameters(start).begin(), start0.parameter_count(), start0.parameters().begin());
+  Model ref = start0, th = start0;
+  const History ref_h = Trainer<DataSplit<Random>>(opts(16, 1, 1), optim::momentum(0.05)).fit(ref, d);
+  const History th_h = Trainer<DataSplit<Random>, Partition<Columnwise>>(opts(16, W, 2), optim::momentum(0.05)).fit(th, d);
+  const History h = trains_like(Trainer<DataSplit<Random>, Partition<Columnwise>, Reduce<MpiAllreduce>>(
+                                    opts(16, 0, 2), optim::momentum(0.05)),
+                                start, d, ref, ref_h, "column split, M = 2, vs whole model");
+  trains_like(Trainer<DataSplit<Random>, Partition<Columnwise>, Reduce<MpiAllreduce>>(opts(16, 0, 2), optim::momentum(0.05)),
+              start, d, th, th_h, "column split, M = 2, vs threads");
+  CHECK(h.workers == W);
+  CHECK(std::isnan(h.last().bubble_fraction));
+  if (W > 2) {  // a column layer narrower than the rank count is refused on every rank
+    Model narrow(10, {{2, act::relu}, {4, act::identity}}, Loss::softmax_cross_entropy, {.seed = 1});
+    CHECK_THROWS_WITH((Trainer<Partition<Columnwise>, Reduce<MpiAllreduce>>(opts(8, 0, 1), optim::sgd(0.1)).fit(narrow, d)),
+                      "tessera: Partition<Columnwise>: layer 0 (10 -> 2) has 2 outputs, too few to split across " +
+                          std::to_string(W) + " workers; use at most 2 workers (the job has " + std::to_string(W) +
+                          " ranks, one worker each)");
+  }
+}
+
 int main(int argc, char** argv) {
   mpi::Environment env(&argc, &argv);
   return Catch::Session().run(argc, argv);

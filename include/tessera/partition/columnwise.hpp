@@ -50,6 +50,169 @@ struct LocalLayer {
   [[nodiscard]] std::size_t parameter_count() const noexcept { return in * out + out; }
 };
 
+/// Worker w of T's part of every layer: layers in pairs, the first split by output columns, the
+/// second by the same input rows, a layer without a partner replicated; offsets in w's own buffer.
+inline std::vector<LocalLayer> column_layout(const Architecture& arch, std::size_t T, std::size_t w) {
+  const std::size_t L = arch.layers.size();
+  std::vector<LocalLayer> layers;
+  std::size_t offset = 0;
+  for (std::size_t l = 0; l < L; ++l) {
+    const DenseLayer& D = arch.layers[l];
+    LocalLayer x;
+    x.activation = D.activation;
+    x.role = l % 2 == 0 ? (l + 1 < L ? SplitRole::columns : SplitRole::replicated) : SplitRole::rows;
+    if (x.role == SplitRole::columns) {
+      require(D.out >= T, ErrorKind::invalid_argument,
+              "Partition<Columnwise>: layer " + std::to_string(l) + " (" + std::to_string(D.in) + " -> " +
+                  std::to_string(D.out) + ") has " + std::to_string(D.out) + " outputs, too few to split across " +
+                  std::to_string(T) + " workers; use at most " + std::to_string(D.out) + " workers");
+      const Range c = share(D.out, T, w);
+      x.lo = c.lo;
+      x.hi = c.hi;
+      x.in = D.in;
+      x.out = c.hi - c.lo;
+    } else if (x.role == SplitRole::rows) {
+      x.lo = layers[l - 1].lo;
+      x.hi = layers[l - 1].hi;
+      x.in = x.hi - x.lo;
+      x.out = D.out;
+    } else {
+      x.in = D.in;
+      x.out = D.out;
+      x.hi = D.out;
+    }
+    x.offset = offset;
+    offset += x.parameter_count();
+    layers.push_back(x);
+  }
+  return layers;
+}
+
+/// Floats of a worker's local buffer.
+inline std::size_t column_floats(const std::vector<LocalLayer>& layers) {
+  return layers.empty() ? 0 : layers.back().offset + layers.back().parameter_count();
+}
+
+/// Position in the whole layer's weights of local weight (i, j).
+inline std::size_t column_index(const LocalLayer& x, const DenseLayer& D, std::size_t i, std::size_t j) {
+  switch (x.role) {
+    case SplitRole::columns: return i * D.out + x.lo + j;
+    case SplitRole::rows: return (x.lo + i) * D.out + j;
+    case SplitRole::replicated: break;
+  }
+  return i * D.out + j;
+}
+
+/// A worker's part of whole-layout values `whole` into its local layout `local`.
+inline void scatter_columns(const Architecture& arch, const std::vector<LocalLayer>& layers, const float* whole,
+                            float* local) {
+  for (std::size_t l = 0; l < arch.layers.size(); ++l) {
+    const DenseLayer& D = arch.layers[l];
+    const LocalLayer& x = layers[l];
+    for (std::size_t i = 0; i < x.in; ++i)
+      for (std::size_t j = 0; j < x.out; ++j) local[x.offset + i * x.out + j] = whole[D.offset + column_index(x, D, i, j)];
+    for (std::size_t j = 0; j < x.out; ++j)
+      local[x.bias_offset() + j] = whole[D.bias_offset() + (x.role == SplitRole::columns ? x.lo + j : j)];
+  }
+}
+
+/// Writes a worker's local values into their places in `whole`; replicated values (a replicated
+/// layer, a row layer's bias) only from the first worker, so the workers' parts are disjoint.
+inline void gather_columns(const Architecture& arch, const std::vector<LocalLayer>& layers, bool first_worker,
+                           const float* local, float* whole) {
+  for (std::size_t l = 0; l < arch.layers.size(); ++l) {
+    const DenseLayer& D = arch.layers[l];
+    const LocalLayer& x = layers[l];
+    if (x.role == SplitRole::replicated && !first_worker) continue;
+    for (std::size_t i = 0; i < x.in; ++i)
+      for (std::size_t j = 0; j < x.out; ++j) whole[D.offset + column_index(x, D, i, j)] = local[x.offset + i * x.out + j];
+    if (x.role == SplitRole::rows && !first_worker) continue;
+    for (std::size_t j = 0; j < x.out; ++j)
+      whole[D.bias_offset() + (x.role == SplitRole::columns ? x.lo + j : j)] = local[x.bias_offset() + j];
+  }
+}
+
+/// A worker's scratch for its passes: activations per layer, two gradient buffers, a column of
+/// ones (bias gradients), gathered rows and targets.
+template <class Dev>
+struct ColumnScratch {
+  using vector = typename Dev::template vector<float>;
+  std::vector<vector> acts;
+  std::array<vector, 2> deltas;
+  vector ones;
+  std::vector<float> xbuf, ybuf;
+  std::size_t rows = 0;
+
+  void reserve(const Architecture& arch, const std::vector<LocalLayer>& layers, std::size_t micro) {
+    if (micro <= rows) return;
+    rows = micro;
+    acts.resize(layers.size());
+    for (std::size_t l = 0; l < layers.size(); ++l) acts[l].resize(micro * layers[l].out);
+    for (auto& d : deltas) d.resize(micro * arch.max_width());
+    ones.resize(micro);
+    fill(Dev::exec(), thrust::raw_pointer_cast(ones.data()), micro, 1.0f);
+  }
+  [[nodiscard]] std::size_t floats() const noexcept {
+    std::size_t n = ones.size() + deltas[0].size() + deltas[1].size();
+    for (const auto& a : acts) n += a.size();
+    return n;
+  }
+};
+
+/// One worker's forward (and backward) passes over rows [first, first + rows) of src in `micro`
+/// parts, with its local parameters p (gradient added into g, which the caller zeroes).
+/// all_reduce(buf, n) sums buf over the workers in place; every worker calls it at the same points.
+/// With `outputs`, copies the outputs there. Returns the summed loss (gradient mode).
+template <class Dev, class AllReduce>
+double column_pass(const Architecture& arch, const std::vector<LocalLayer>& layers, const float* p, float* g,
+                   ColumnScratch<Dev>& ws, const RowSource& src, std::size_t first, std::size_t rows, std::size_t micro,
+                   bool forward_only, float weight_decay, float scale, float* outputs, AllReduce&& all_reduce) {
+  const auto raw = [](auto& v) { return thrust::raw_pointer_cast(v.data()); };
+  double loss = 0.0;
+  const std::size_t parts = std::min(micro, std::max<std::size_t>(rows, 1));
+  for (std::size_t part = 0; part < parts; ++part) {
+    const Range mb = share(rows, parts, part);
+    const std::size_t k = mb.hi - mb.lo;
+    const float* x = src.features(first + mb.lo, first + mb.hi, ws.xbuf);
+    // forward
+    const float* in = x;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const LocalLayer& L = layers[l];
+      float* out = raw(ws.acts[l]);
+      Dev::gemm(false, false, k, L.out, L.in, 1.0f, in, L.in, p + L.offset, L.out, 0.0f, out, L.out);
+      if (L.role == SplitRole::rows) all_reduce(out, k * L.out);
+      bias_activate(Dev::exec(), L.activation, out, p + L.bias_offset(), k, L.out);
+      in = out;
+    }
+    if (forward_only) {
+      if (outputs) std::memcpy(outputs + mb.lo * arch.output_dim(), in, k * arch.output_dim() * sizeof(float));
+      continue;
+    }
+    // loss and backward
+    const float* y = src.targets(first + mb.lo, first + mb.hi, ws.ybuf);
+    float* d = raw(ws.deltas[0]);
+    std::size_t spare = 1;
+    loss += loss_rows(Dev::exec(), arch.loss, in, y, d, k, arch.output_dim(), scale);
+    for (std::size_t l = layers.size(); l-- > 0;) {
+      const LocalLayer& L = layers[l];
+      activation_backward(Dev::exec(), L.activation, d, raw(ws.acts[l]), k, L.out);
+      const float* lin = l == 0 ? x : raw(ws.acts[l - 1]);
+      Dev::gemm(true, false, L.in, L.out, k, 1.0f, lin, L.in, d, L.out, 1.0f, g + L.offset, L.out);
+      Dev::gemv(true, k, L.out, 1.0f, d, L.out, raw(ws.ones), 1.0f, g + L.bias_offset());
+      if (l == 0) break;
+      float* prev = raw(ws.deltas[spare]);
+      Dev::gemm(false, true, k, L.in, L.out, 1.0f, d, L.out, p + L.offset, L.out, 0.0f, prev, L.in);
+      if (L.role == SplitRole::columns) all_reduce(prev, k * L.in);
+      d = prev;
+      spare ^= 1;
+    }
+  }
+  if (!forward_only && weight_decay > 0.0f)
+    for (const LocalLayer& L : layers)
+      for_each_element(Dev::exec(), L.in * L.out, Axpy{g + L.offset, p + L.offset, weight_decay});
+  return loss;
+}
+
 template <class Dev>
 class ColumnEngine {
  public:
@@ -64,49 +227,16 @@ class ColumnEngine {
     require(init.size() == arch.parameter_count(), ErrorKind::shape,
             "Partition<Columnwise>: " + std::to_string(init.size()) + " parameters for a model of " +
                 std::to_string(arch.parameter_count()));
-    const std::size_t L = arch.layers.size(), T = team_.size();
-    layers_.assign(T, {});
+    const std::size_t T = team_.size();
     for (std::size_t w = 0; w < T; ++w) {
-      std::size_t offset = 0;
-      for (std::size_t l = 0; l < L; ++l) {
-        const DenseLayer& D = arch.layers[l];
-        LocalLayer x;
-        x.activation = D.activation;
-        x.role = l % 2 == 0 ? (l + 1 < L ? SplitRole::columns : SplitRole::replicated) : SplitRole::rows;
-        if (x.role == SplitRole::columns) {
-          require(D.out >= T, ErrorKind::invalid_argument,
-                  "Partition<Columnwise>: layer " + std::to_string(l) + " (" + std::to_string(D.in) + " -> " +
-                      std::to_string(D.out) + ") has " + std::to_string(D.out) + " outputs, too few to split across " +
-                      std::to_string(T) + " workers; use at most " + std::to_string(D.out) + " workers");
-          const Range c = share(D.out, T, w);
-          x.lo = c.lo;
-          x.hi = c.hi;
-          x.in = D.in;
-          x.out = c.hi - c.lo;
-        } else if (x.role == SplitRole::rows) {
-          x.lo = layers_[w][l - 1].lo;
-          x.hi = layers_[w][l - 1].hi;
-          x.in = x.hi - x.lo;
-          x.out = D.out;
-        } else {
-          x.in = D.in;
-          x.out = D.out;
-          x.hi = D.out;
-        }
-        x.offset = offset;
-        offset += x.parameter_count();
-        layers_[w].push_back(x);
-      }
-      params_.emplace_back(offset, 0.0f);
-      grads_.emplace_back(offset, 0.0f);
-      states_.emplace_back(opt, offset);
-      scatter(w, init.data(), params_[w].data());
+      layers_.push_back(column_layout(arch, T, w));
+      const std::size_t n = column_floats(layers_[w]);
+      params_.emplace_back(n, 0.0f);
+      grads_.emplace_back(n, 0.0f);
+      states_.emplace_back(opt, n);
+      scatter_columns(arch, layers_[w], init.data(), params_[w].data());
     }
-    acts_.assign(T, std::vector<vector>(L));
-    deltas_.assign(T, {});
-    ones_.assign(T, {});
-    xbuf_.assign(T, {});
-    ybuf_.assign(T, {});
+    scratch_.resize(T);
     reserve(max_rows);
   }
 
@@ -126,14 +256,7 @@ class ColumnEngine {
 
   void reserve(std::size_t rows) {
     const std::size_t micro = (std::max<std::size_t>(rows, 1) + micro_ - 1) / micro_;
-    if (micro <= rows_) return;
-    rows_ = micro;
-    for (std::size_t w = 0; w < team_.size(); ++w) {
-      for (std::size_t l = 0; l < arch_.layers.size(); ++l) acts_[w][l].resize(micro * layers_[w][l].out);
-      for (auto& d : deltas_[w]) d.resize(micro * arch_.max_width());
-      ones_[w].resize(micro);
-      fill(Dev::exec(), raw(ones_[w]), micro, 1.0f);
-    }
+    for (std::size_t w = 0; w < team_.size(); ++w) scratch_[w].reserve(arch_, layers_[w], micro);
   }
 
   /// The whole model's parameters, gathered from the workers.
@@ -154,9 +277,7 @@ class ColumnEngine {
       m[w].parameters = params_[w].size();
       m[w].gradients = grads_[w].size();
       m[w].optimizer_state = opt_.state_buffers() * params_[w].size();
-      for (const auto& a : acts_[w]) m[w].activations += a.size();
-      for (const auto& d : deltas_[w]) m[w].activations += d.size();
-      m[w].activations += ones_[w].size();
+      m[w].activations = scratch_[w].floats();
     }
     return m;
   }
@@ -218,7 +339,6 @@ class ColumnEngine {
  private:
   using clock = std::chrono::steady_clock;
   static double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
-  static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
   static void single_threaded_kernels() {
 #if defined(_OPENMP)
     if constexpr (!std::is_same_v<Dev, Cpu>) omp_set_num_threads(1);
@@ -233,93 +353,20 @@ class ColumnEngine {
     comm_seconds_[w] += since(t0);
   }
 
-  /// Worker w's part of whole-layout values `whole` into its local layout `local`.
-  void scatter(std::size_t w, const float* whole, float* local) const {
-    for (std::size_t l = 0; l < arch_.layers.size(); ++l) {
-      const DenseLayer& D = arch_.layers[l];
-      const LocalLayer& x = layers_[w][l];
-      for (std::size_t i = 0; i < x.in; ++i)
-        for (std::size_t j = 0; j < x.out; ++j) local[x.offset + i * x.out + j] = whole[D.offset + index(x, D, i, j)];
-      for (std::size_t j = 0; j < x.out; ++j)
-        local[x.bias_offset() + j] = whole[D.bias_offset() + (x.role == SplitRole::columns ? x.lo + j : j)];
-    }
-  }
-  /// Position in the whole layer's weights of local weight (i, j).
-  static std::size_t index(const LocalLayer& x, const DenseLayer& D, std::size_t i, std::size_t j) {
-    switch (x.role) {
-      case SplitRole::columns: return i * D.out + x.lo + j;
-      case SplitRole::rows: return (x.lo + i) * D.out + j;
-      case SplitRole::replicated: break;
-    }
-    return i * D.out + j;
-  }
   /// The whole-layout buffer from the workers' local buffers (replicated values from worker 0).
   [[nodiscard]] std::vector<float> gather(const std::vector<std::vector<float>>& local) const {
     std::vector<float> whole(arch_.parameter_count(), 0.0f);
-    for (std::size_t w = team_.size(); w-- > 0;)
-      for (std::size_t l = 0; l < arch_.layers.size(); ++l) {
-        const DenseLayer& D = arch_.layers[l];
-        const LocalLayer& x = layers_[w][l];
-        if (x.role == SplitRole::replicated && w != 0) continue;
-        for (std::size_t i = 0; i < x.in; ++i)
-          for (std::size_t j = 0; j < x.out; ++j) whole[D.offset + index(x, D, i, j)] = local[w][x.offset + i * x.out + j];
-        if (x.role == SplitRole::rows && w != 0) continue;  // the replicated bias: worker 0's
-        for (std::size_t j = 0; j < x.out; ++j)
-          whole[D.bias_offset() + (x.role == SplitRole::columns ? x.lo + j : j)] = local[w][x.bias_offset() + j];
-      }
+    for (std::size_t w = 0; w < team_.size(); ++w) gather_columns(arch_, layers_[w], w == 0, local[w].data(), whole.data());
     return whole;
   }
 
   /// Worker w's forward (and backward) pass over rows [first, first + rows), in micro_ passes.
   double step(std::size_t w, const RowSource& src, std::size_t first, std::size_t rows, Mode mode, float scale,
               float* outputs) {
-    const std::vector<LocalLayer>& layers = layers_[w];
-    const float* p = params_[w].data();
-    float* g = grads_[w].data();
     if (mode != Mode::forward) std::fill(grads_[w].begin(), grads_[w].end(), 0.0f);
-    double loss = 0.0;
-    const std::size_t parts = std::min(micro_, std::max<std::size_t>(rows, 1));
-    for (std::size_t part = 0; part < parts; ++part) {
-      const Range mb = share(rows, parts, part);
-      const std::size_t k = mb.hi - mb.lo;
-      const float* x = src.features(first + mb.lo, first + mb.hi, xbuf_[w]);
-      // forward
-      const float* in = x;
-      for (std::size_t l = 0; l < layers.size(); ++l) {
-        const LocalLayer& L = layers[l];
-        float* out = raw(acts_[w][l]);
-        Dev::gemm(false, false, k, L.out, L.in, 1.0f, in, L.in, p + L.offset, L.out, 0.0f, out, L.out);
-        if (L.role == SplitRole::rows) all_reduce(w, out, k * L.out);
-        bias_activate(Dev::exec(), L.activation, out, p + L.bias_offset(), k, L.out);
-        in = out;
-      }
-      if (mode == Mode::forward) {
-        if (w == 0 && outputs) std::memcpy(outputs + mb.lo * arch_.output_dim(), in, k * arch_.output_dim() * sizeof(float));
-        continue;
-      }
-      // loss and backward
-      const float* y = src.targets(first + mb.lo, first + mb.hi, ybuf_[w]);
-      float* d = raw(deltas_[w][0]);
-      std::size_t spare = 1;
-      loss += loss_rows(Dev::exec(), arch_.loss, in, y, d, k, arch_.output_dim(), scale);
-      for (std::size_t l = layers.size(); l-- > 0;) {
-        const LocalLayer& L = layers[l];
-        activation_backward(Dev::exec(), L.activation, d, raw(acts_[w][l]), k, L.out);
-        const float* lin = l == 0 ? x : raw(acts_[w][l - 1]);
-        Dev::gemm(true, false, L.in, L.out, k, 1.0f, lin, L.in, d, L.out, 1.0f, g + L.offset, L.out);
-        Dev::gemv(true, k, L.out, 1.0f, d, L.out, raw(ones_[w]), 1.0f, g + L.bias_offset());
-        if (l == 0) break;
-        float* prev = raw(deltas_[w][spare]);
-        Dev::gemm(false, true, k, L.in, L.out, 1.0f, d, L.out, p + L.offset, L.out, 0.0f, prev, L.in);
-        if (L.role == SplitRole::columns) all_reduce(w, prev, k * L.in);
-        d = prev;
-        spare ^= 1;
-      }
-    }
-    if (mode != Mode::forward && wd_ > 0.0f)
-      for (const LocalLayer& L : layers)
-        for_each_element(Dev::exec(), L.in * L.out, Axpy{g + L.offset, p + L.offset, wd_});
-    return loss;
+    return column_pass(arch_, layers_[w], params_[w].data(), grads_[w].data(), scratch_[w], src, first, rows, micro_,
+                       mode == Mode::forward, wd_, scale, w == 0 ? outputs : nullptr,
+                       [&](float* buf, std::size_t count) { all_reduce(w, buf, count); });
   }
 
   Architecture arch_;
@@ -331,12 +378,8 @@ class ColumnEngine {
   std::vector<std::vector<LocalLayer>> layers_;
   std::vector<std::vector<float>> params_, grads_;
   std::vector<optim::State<Dev>> states_;
-  std::vector<std::vector<vector>> acts_;
-  std::vector<std::array<vector, 2>> deltas_;
-  std::vector<vector> ones_;
-  std::vector<std::vector<float>> xbuf_, ybuf_;
+  std::vector<ColumnScratch<Dev>> scratch_;
   std::vector<double> comm_seconds_ = std::vector<double>(team_.size(), 0.0);
-  std::size_t rows_ = 0;
   std::uint64_t step_count_ = 0;
 };
 

@@ -362,6 +362,147 @@ class RankPipelineEngine {
   PipelineStats stats_;
 };
 
+/// Rank w of the world: worker w of a column split across ranks.
+template <class Dev>
+class RankColumnEngine {
+ public:
+  enum class Mode { forward, gradient, train };
+
+  RankColumnEngine(const mpi::Communicator& world, const Architecture& arch, float weight_decay,
+                   std::span<const float> init, const optim::Optimizer& opt, std::size_t max_rows,
+                   std::size_t micro_batches)
+      : world_(&world), arch_(arch), wd_(weight_decay), opt_(opt), micro_(micro_batches),
+        rank_(static_cast<std::size_t>(world.rank())), size_(static_cast<std::size_t>(world.size())),
+        layers_(column_layout(arch, size_, rank_)), params_(column_floats(layers_), 0.0f), grads_(params_.size(), 0.0f),
+        state_(opt, params_.size()) {
+    require(micro_batches >= 1, ErrorKind::invalid_argument, "Partition<Columnwise>: 0 micro-batches");
+    require(init.size() == arch.parameter_count(), ErrorKind::shape,
+            "Partition<Columnwise> across ranks: " + std::to_string(init.size()) + " parameters for a model of " +
+                std::to_string(arch.parameter_count()));
+    scatter_columns(arch, layers_, init.data(), params_.data());
+    reserve(max_rows);
+  }
+
+  [[nodiscard]] std::size_t workers() const noexcept { return size_; }
+  [[nodiscard]] std::string where() const {
+    return "rank " + std::to_string(rank_) + " (columns of " + std::to_string(size_) + " ranks)";
+  }
+  void reserve(std::size_t rows) { ws_.reserve(arch_, layers_, (std::max<std::size_t>(rows, 1) + micro_ - 1) / micro_); }
+
+  /// Collective: the whole model's parameters, gathered from the ranks.
+  [[nodiscard]] std::vector<float> parameters() const { return gather(params_, "parameters of the column split"); }
+  /// Collective: the last step's gradient, in the whole model's layout.
+  [[nodiscard]] std::vector<float> gradient() const { return gather(grads_, "gradients of the column split"); }
+  /// Collective: 0.5 * weight_decay * |W|^2 of the whole model.
+  [[nodiscard]] double weight_penalty() const {
+    const std::vector<float> p = parameters();
+    double s = 0.0;
+    for (const DenseLayer& L : arch_.layers)
+      for (std::size_t i = 0; i < L.weight_count(); ++i)
+        s += static_cast<double>(p[L.offset + i]) * static_cast<double>(p[L.offset + i]);
+    return 0.5 * wd_ * s;
+  }
+  /// Collective: what each rank holds, indexed by rank.
+  [[nodiscard]] std::vector<WorkerMemory> memory() const {
+    std::vector<double> v(4 * size_, 0.0);
+    double* mine = v.data() + 4 * rank_;
+    mine[0] = static_cast<double>(params_.size());
+    mine[1] = static_cast<double>(grads_.size());
+    mine[2] = static_cast<double>(opt_.state_buffers() * params_.size());
+    mine[3] = static_cast<double>(ws_.floats());
+    world_->all_reduce(v.data(), v.size(), "memory report");
+    std::vector<WorkerMemory> m(size_);
+    for (std::size_t w = 0; w < size_; ++w) {
+      m[w].parameters = static_cast<std::size_t>(v[4 * w]);
+      m[w].gradients = static_cast<std::size_t>(v[4 * w + 1]);
+      m[w].optimizer_state = static_cast<std::size_t>(v[4 * w + 2]);
+      m[w].activations = static_cast<std::size_t>(v[4 * w + 3]);
+    }
+    return m;
+  }
+
+  /// Collective: one pass on rows [0, rows) of src; every rank computes the whole outputs.
+  double run_once(const RowSource& src, std::size_t rows, Mode mode, float* outputs) {
+    reserve(rows);
+    const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
+    return step(src, 0, rows, mode, scale, outputs);
+  }
+
+  struct EpochOut {
+    double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, learning_rate = 0.0;
+    PipelineStats stats;
+  };
+
+  /// Collective: one training epoch of batches of `batch` rows; every rank trains on every row.
+  template <class OnStep>
+  EpochOut epoch(const RowSource& src, std::size_t n, std::size_t batch, std::size_t epoch, std::size_t epochs,
+                 OnStep&& on_step) {
+    const std::size_t steps = (n + batch - 1) / batch;
+    reserve(batch);
+    EpochOut out;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const auto t0 = clock::now();
+      const std::size_t rows = std::min(batch, n - s * batch);
+      const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
+      const double lr = opt_.learning_rate *
+                        opt_.schedule.factor(static_cast<double>(epoch) + static_cast<double>(s) / static_cast<double>(steps),
+                                             static_cast<double>(epochs));
+      comm_seconds_ = 0.0;
+      const double loss = step(src, s * batch, rows, Mode::train, scale, nullptr);
+      if (!std::isfinite(loss)) {
+        try {
+          check_step_loss(loss, epoch, s, opt_.describe());
+        } catch (const Error& e) {  // the outputs are the same bits on every rank: so is the loss
+          throw CollectiveError(e.kind(), std::string(e.what()).substr(9));
+        }
+      }
+      state_.update(Dev::exec(), params_.data(), grads_.data(), 0, params_.size(), lr, step_count_ + s + 1);
+      out.communication_seconds += comm_seconds_;
+      out.compute_seconds += since(t0) - comm_seconds_;
+      out.loss_sum += loss;
+      out.learning_rate = lr;
+      on_step(s, loss);
+    }
+    step_count_ += steps;
+    return out;
+  }
+
+  void fail(const std::string& message) const noexcept { world_->notify_failure(where() + ": " + message); }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
+
+  double step(const RowSource& src, std::size_t first, std::size_t rows, Mode mode, float scale, float* outputs) {
+    if (mode != Mode::forward) std::fill(grads_.begin(), grads_.end(), 0.0f);
+    return column_pass(arch_, layers_, params_.data(), grads_.data(), ws_, src, first, rows, micro_, mode == Mode::forward,
+                       wd_, scale, outputs, [&](float* buf, std::size_t count) {
+                         const auto t0 = clock::now();
+                         world_->all_reduce(buf, count, "Partition<Columnwise> partial products");
+                         comm_seconds_ += since(t0);
+                       });
+  }
+
+  [[nodiscard]] std::vector<float> gather(const std::vector<float>& local, const char* what) const {
+    std::vector<float> whole(arch_.parameter_count(), 0.0f);
+    gather_columns(arch_, layers_, rank_ == 0, local.data(), whole.data());
+    world_->all_reduce(whole.data(), whole.size(), what);  // the ranks' parts are disjoint: exact
+    return whole;
+  }
+
+  const mpi::Communicator* world_;
+  Architecture arch_;
+  float wd_;
+  optim::Optimizer opt_;
+  std::size_t micro_, rank_, size_;
+  std::vector<LocalLayer> layers_;
+  std::vector<float> params_, grads_;
+  optim::State<Dev> state_;
+  ColumnScratch<Dev> ws_;
+  double comm_seconds_ = 0.0;
+  std::uint64_t step_count_ = 0;
+};
+
 /// What every rank must agree on before a partitioned fit across ranks, or the reason this rank
 /// cannot train.
 template <class Trainer>
@@ -470,6 +611,36 @@ struct PartitionOverRanks<LayerwiseWith<Sched, R>, MpiAllreduce> {
                                           trainer.optimizer(), opt.batch_size);
         },
         opt.batch_size, R * opt.batch_size, true, cbs...);
+  }
+};
+
+/// Partition<Columnwise> with Reduce<MpiAllreduce>: every rank holds its columns and rows of each
+/// split pair of layers; the pair's two all-reduces run over the world.
+template <>
+struct PartitionOverRanks<Columnwise, MpiAllreduce> {
+  static constexpr bool available = true;
+  template <class Trainer, class... Callbacks>
+  static History fit(const Trainer& trainer, Model& model, const data::Dataset& train, const data::Dataset* validation,
+                     Callbacks&... cbs) {
+    const TrainerOptions& opt = trainer.options();
+    int size = 1, rank = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const auto ranks = static_cast<std::size_t>(size);
+    try {  // the same on every rank: every rank refuses a rank count that does not fit, nobody waits
+      (void)column_layout(model.architecture(), ranks, static_cast<std::size_t>(rank));
+    } catch (const Error& e) {
+      throw Error(e.kind(), std::string(e.what()).substr(9) + " (the job has " + std::to_string(ranks) +
+                                " ranks, one worker each)");
+    }
+    using Engine = RankColumnEngine<CpuWorker>;
+    return fit_across_ranks<Engine>(
+        trainer, model, train, validation, "Partition<Columnwise> across " + std::to_string(ranks) + " ranks",
+        [&](const mpi::Communicator& world, const std::vector<float>& init) {
+          return std::make_unique<Engine>(world, model.architecture(), model.weight_decay(), init, trainer.optimizer(),
+                                          opt.batch_size, opt.micro_batches);
+        },
+        opt.batch_size, opt.batch_size, false, cbs...);
   }
 };
 
