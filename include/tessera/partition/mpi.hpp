@@ -273,13 +273,18 @@ class RankPipelineEngine {
     return out;
   }
 
-  /// This rank stops with `message`: tells every rank of its groups (each of them, stopping, tells
-  /// its own groups, so the whole job hears it).
+  /// This rank stops with `message`. A rank that fails first tells every rank of its pipeline, of
+  /// its data-parallel group and of the world. A rank that stops because it heard such a notice
+  /// passes it on only on a grid (stages and replicas both above 1), where a rank waiting in
+  /// another replica's pipeline cannot hear the first rank directly; otherwise every rank heard
+  /// it already, and telling a stopped rank again would only wait for it.
   void fail(const std::string& message) const noexcept {
+    const bool heard = mpi::job_failed();
     const std::string text = where() + ": " + message;
+    if (heard && (o_.stages == 1 || o_.replicas == 1)) return;
     pipe_.notify_failure(text);
     dp_.notify_failure(text);
-    world_->notify_failure(text);
+    if (!heard) world_->notify_failure(text);
   }
 
  private:
@@ -467,7 +472,11 @@ class RankColumnEngine {
     return out;
   }
 
-  void fail(const std::string& message) const noexcept { world_->notify_failure(where() + ": " + message); }
+  /// This rank stops with `message`: tells the other ranks (once; a rank that heard a notice
+  /// stays quiet, every rank heard it).
+  void fail(const std::string& message) const noexcept {
+    if (!mpi::job_failed()) world_->notify_failure(where() + ": " + message);
+  }
 
  private:
   using clock = std::chrono::steady_clock;
