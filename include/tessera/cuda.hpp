@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tessera/train/cuda_engine.hpp"  // first: its self-containment is checked through this header
 #include "tessera/device/cuda/device.hpp"
-#include "tessera/train/cuda_engine.hpp"
 #include "tessera/trainer.hpp"
 
 namespace tessera::detail {
