@@ -183,6 +183,8 @@ class Trainer {
     static_assert(detail::ReduceBackend<typename policies::reduce>::available,
                   "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi); "
                   "Reduce<NcclAllreduce> needs #include <tessera/nccl.hpp> (CMake component nccl)");
+    // A partition across ranks checks the data itself and agrees on its own setup signature, a
+    // failed check included; the GPU engine trains in one process (no `problem` is kept there).
     if constexpr (!std::same_as<device, Cpu>)  // the GPU engine (tessera/cuda.hpp)
       return detail::DeviceBackend<device>::fit(*this, model, train, validation, cbs...);
     static_assert(std::same_as<typename policies::partition, Replicate> ||

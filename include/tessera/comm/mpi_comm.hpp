@@ -98,6 +98,9 @@ class Environment {
     int finalised = 0;
     MPI_Finalized(&finalised);
     if (!owner_ || finalised) return;
+    // Every rank must reach the end before any finalises: a rank waiting in MPI_Finalize cannot be
+    // told that another failed, and a rank that finalises early leaves the others waiting.
+    if (!job_failed() && !all_ranks_arrive()) detail::job_failed_flag().store(true);
     if (job_failed()) {
       std::fflush(stdout);
       std::fflush(stderr);
@@ -111,6 +114,35 @@ class Environment {
   Environment& operator=(const Environment&) = delete;
 
  private:
+  static bool all_ranks_arrive() {
+    MPI_Request q = MPI_REQUEST_NULL;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &q) != MPI_SUCCESS) return false;
+    double limit = 300.0;
+    try {
+      limit = timeout();
+    } catch (const Error&) {  // an unreadable TESSERA_MPI_TIMEOUT: keep the default here
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned spin = 0;; ++spin) {
+      int done = 0;
+      if (MPI_Test(&q, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
+      if (done) return true;
+      if (spin < 128) continue;
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > limit) {
+        int rank = 0, size = 1;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        std::fprintf(stderr,
+                     "tessera: rank %d of %d reached the end of the program and waited %.1f s for the other ranks; "
+                     "ending the job\n",
+                     rank, size, waited);
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(waited < 1e-2 ? 0 : 200));
+    }
+  }
+
   bool owner_ = false;
 };
 

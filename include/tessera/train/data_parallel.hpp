@@ -325,7 +325,7 @@ class DataParallel {
           plan_.cross->progress();
           if (spin > 64) std::this_thread::yield();
         }
-      for (std::size_t k = 1; k < plan_.workers; ++k) add_into(grads_[0].data(), grads_[k].data(), {b.lo, b.hi});
+      for (std::size_t k = 1; k < plan_.workers; ++k) add_into(grads_[0].data(), grads_[k].data(), Range{b.lo, b.hi});
       plan_.cross->start_sum(grads_[0].data() + b.lo, b.hi - b.lo, "gradient bucket");
     }
     plan_.cross->progress();
