@@ -177,6 +177,9 @@ class Trainer {
       problem = std::current_exception();
       problem_text = e.what();
     }
+    static_assert(!std::same_as<typename policies::sync, Sharded>,
+                  "tessera::Trainer: Sync<Sharded> (optimizer state sharded across replicas) is not in this version; "
+                  "use Sync<EveryStep> or Sync<Periodic<K>>");
     static_assert(std::same_as<device, Cpu> || detail::DeviceBackend<device>::available,
                   "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp> (CMake component cuda, compiled by "
                   "nvcc)");
