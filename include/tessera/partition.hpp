@@ -121,36 +121,10 @@ History fit_partitioned(const Trainer& trainer, Engine& engine, Model& model, co
       const std::size_t seen = std::min(n, (s + 1) * global);
       progress.step(epoch, s, running / loss_normaliser(arch.loss, seen, arch.output_dim()));
     });
-    EpochRecord rec;
-    rec.epoch = epoch + 1;
-    rec.loss = r.loss_sum / loss_normaliser(arch.loss, n, arch.output_dim());
-    rec.learning_rate = r.learning_rate;
-    rec.seconds = std::chrono::duration<double>(clock::now() - e0).count();
-    rec.compute_seconds = r.compute_seconds;
-    rec.communication_seconds = r.communication_seconds;
-    rec.samples_per_second = static_cast<double>(n) / rec.seconds;
+    EpochRecord rec = epoch_record(r, epoch, n, arch, std::chrono::duration<double>(clock::now() - e0).count());
     if (pipeline) rec.bubble_fraction = r.stats.bubble_fraction();
-    if (validation) {
-      Model snapshot = model;
-      const std::vector<float> p = engine.parameters();
-      std::copy(p.begin(), p.end(), snapshot.parameters().begin());
-      const Evaluation e = trainer.evaluate(snapshot, *validation);
-      rec.validation_loss = e.loss;
-      rec.validation_metric = is_classification(arch.loss) ? e.accuracy : e.r2;
-    }
-    progress.epoch_end(epoch, rec.loss, rec.samples_per_second);
-    h.epochs.push_back(rec);
-    bool go_on = true;
-    (
-        [&] {
-          if constexpr (requires { { cbs.on_epoch(rec) } -> std::convertible_to<bool>; }) {
-            go_on = cbs.on_epoch(rec) && go_on;
-          } else if constexpr (requires { cbs.on_epoch(rec); }) {
-            cbs.on_epoch(rec);
-          }
-        }(),
-        ...);
-    if (!go_on) break;
+    const auto eval = [&](const Model& m, const data::Dataset& v) { return trainer.evaluate(m, v); };
+    if (!close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, cbs...)) break;
   }
   h.total_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   const std::vector<float> p = engine.parameters();

@@ -18,6 +18,7 @@
 #include "tessera/policies.hpp"
 #include "tessera/split/order.hpp"
 #include "tessera/train/data_parallel.hpp"
+#include "tessera/train/epoch.hpp"
 #include "tessera/train/history.hpp"
 #include "tessera/train/progress.hpp"
 
@@ -299,35 +300,10 @@ class Trainer {
       const std::uint64_t seed = opt_.seed + 0x9E3779B97F4A7C15ull * train.shard.index;
       const auto order = detail::epoch_order<typename policies::split>(train, seed, static_cast<std::uint32_t>(epoch));
       const detail::EpochResult r = engine.epoch(train, order, epoch, progress);
-      EpochRecord rec;
-      rec.epoch = epoch + 1;
-      rec.loss = r.loss_sum / detail::loss_normaliser(arch.loss, n, arch.output_dim());
-      rec.learning_rate = r.learning_rate;
-      rec.seconds = seconds(e0, clock::now());
-      rec.compute_seconds = r.compute_seconds;
-      rec.communication_seconds = r.communication_seconds;
-      rec.samples_per_second = static_cast<double>(n) / rec.seconds;
-      if (validation) {
-        Model snapshot = model;
-        const std::vector<float> p = engine.parameters();
-        std::copy(p.begin(), p.end(), snapshot.parameters().begin());
-        const Evaluation e = evaluate(snapshot, *validation);
-        rec.validation_loss = e.loss;
-        rec.validation_metric = is_classification(arch.loss) ? e.accuracy : e.r2;
-      }
-      progress.epoch_end(epoch, rec.loss, rec.samples_per_second);
-      h.epochs.push_back(rec);
-      bool go_on = true;
-      (
-          [&] {
-            if constexpr (requires { { cbs.on_epoch(rec) } -> std::convertible_to<bool>; }) {
-              go_on = cbs.on_epoch(rec) && go_on;
-            } else if constexpr (requires { cbs.on_epoch(rec); }) {
-              cbs.on_epoch(rec);
-            }
-          }(),
-          ...);
-      if (!go_on) break;
+      EpochRecord rec = detail::epoch_record(r, epoch, n, arch, seconds(e0, clock::now()));
+      const auto eval = [&](const Model& m, const data::Dataset& v) { return evaluate(m, v); };
+      if (!detail::close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, cbs...))
+        break;
     }
     h.total_seconds = seconds(t0, clock::now());
     const std::vector<float> p = engine.parameters();
