@@ -295,10 +295,7 @@ class ColumnEngine {
     return loss[0];
   }
 
-  struct EpochOut {
-    double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, learning_rate = 0.0;
-    PipelineStats stats;
-  };
+  using EpochOut = PartitionEpochOut;
 
   template <class OnStep>
   EpochOut epoch(const RowSource& src, std::size_t n, std::size_t batch, std::size_t epoch, std::size_t epochs,

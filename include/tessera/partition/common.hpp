@@ -41,6 +41,13 @@ struct PipelineStats {
 
 namespace detail {
 
+/// What a partitioned engine's epoch returns: the unnormalised loss sum, times, the learning rate
+/// of its last step and the pipeline's busy/idle accounting.
+struct PartitionEpochOut {
+  double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, learning_rate = 0.0;
+  PipelineStats stats;
+};
+
 /// Rows [lo, hi) of a step in the epoch's order (order null or empty: the data's own order).
 struct RowSource {
   const float* x = nullptr;

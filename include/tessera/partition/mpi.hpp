@@ -229,10 +229,7 @@ class RankPipelineEngine {
     return step_loss_;
   }
 
-  struct EpochOut {
-    double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, learning_rate = 0.0;
-    PipelineStats stats;
-  };
+  using EpochOut = PartitionEpochOut;
 
   /// Collective: one training epoch, batches of `batch` rows per replica.
   template <class OnStep>
@@ -433,10 +430,7 @@ class RankColumnEngine {
     return step(src, 0, rows, mode, scale, outputs);
   }
 
-  struct EpochOut {
-    double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, learning_rate = 0.0;
-    PipelineStats stats;
-  };
+  using EpochOut = PartitionEpochOut;
 
   /// Collective: one training epoch of batches of `batch` rows; every rank trains on every row.
   template <class OnStep>

@@ -280,10 +280,7 @@ class PipelineEngine {
     return loss;
   }
 
-  struct EpochOut {
-    double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, learning_rate = 0.0;
-    PipelineStats stats;
-  };
+  using EpochOut = PartitionEpochOut;
 
   /// One training epoch: batches of `batch` rows per replica in `order`.
   template <class OnStep>
