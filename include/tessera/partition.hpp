@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/core/writer.hpp"
 #include "tessera/data/dataset.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/model/model.hpp"
@@ -106,7 +107,9 @@ History fit_partitioned(const Trainer& trainer, Engine& engine, Model& model, co
   const TrainerOptions& opt = trainer.options();
   const Architecture& arch = model.architecture();
   const std::size_t n = train.rows();
-  ProgressLine progress(opt.progress, opt.epochs, (n + global - 1) / global);
+  // across ranks only rank 0 of the job shows progress (the process that writes files)
+  ProgressLine progress(this_process_writes().load() ? opt.progress : Progress::never, opt.epochs,
+                        (n + global - 1) / global);
   History h;
   h.samples = n;
   h.workers = engine.workers();
