@@ -7,28 +7,13 @@
 
 #include <tessera/tessera.hpp>
 
+#include "bench_support.hpp"
+
 using namespace tessera;
+using tessera::bench::flops_per_sample;
+using tessera::bench::synthetic;
 
 namespace {
-
-data::Dataset synthetic(std::size_t n, std::size_t d, std::size_t classes) {
-  Matrix x(n, d);
-  std::vector<float> y(n);
-  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = rng::normal(1, rng::Stream::user, i, 0);
-  for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % classes);
-  return {std::move(x), std::move(y)};
-}
-
-/// Multiply-adds of forward and backward for one sample: 2 flops each for the forward product,
-/// the weight gradient and (all layers but the first) the input gradient.
-double flops_per_sample(const std::vector<std::size_t>& sizes) {
-  double f = 0.0;
-  for (std::size_t l = 1; l < sizes.size(); ++l) {
-    const double mn = static_cast<double>(sizes[l - 1] * sizes[l]);
-    f += (l == 1 ? 4.0 : 6.0) * mn;
-  }
-  return f;
-}
 
 void train(benchmark::State& state, const std::vector<std::size_t>& sizes, std::size_t batch, std::size_t steps,
            bool deterministic) {

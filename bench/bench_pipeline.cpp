@@ -15,6 +15,8 @@
 
 #include <algorithm>
 
+#include "bench_support.hpp"
+
 using namespace tessera;
 
 namespace {
@@ -27,17 +29,9 @@ Model uniform_model() {
   return Model(Architecture(width, specs, Loss::softmax_cross_entropy), {.seed = 1});
 }
 
-data::Dataset synthetic(std::size_t n) {
-  Matrix x(n, width);
-  std::vector<float> y(n);
-  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = rng::normal(1, rng::Stream::user, i, 0);
-  for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % width);
-  return {std::move(x), std::move(y)};
-}
+data::Dataset synthetic(std::size_t n) { return bench::synthetic(n, width, width); }
 
-double flops_per_sample() {  // forward, weight gradient and input gradient (not for layer 0)
-  return static_cast<double>(width * width) * (4.0 + 6.0 * (layers - 1));
-}
+double flops_per_sample() { return bench::flops_per_sample(std::vector<std::size_t>(layers + 1, width)); }
 
 void report_memory(benchmark::State& state, const std::vector<WorkerMemory>& mem) {
   std::size_t most = 0, acts = 0;

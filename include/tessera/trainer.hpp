@@ -279,16 +279,11 @@ class Trainer {
               const std::vector<float>& init, Callbacks&... cbs) {
     const Architecture& arch = model.architecture();
     const std::size_t ranks = plan.cross ? plan.cross->size : 1;
-    const std::size_t n = train.total_rows(), global = ranks * plan.workers * plan.batch;
-    std::size_t steps = (n + global - 1) / global;
-    if (!plan.rank_rows.empty()) {  // each rank on its own shard: as many steps as the largest needs
-      const std::size_t local = plan.workers * plan.batch;
-      steps = (*std::max_element(plan.rank_rows.begin(), plan.rank_rows.end()) + local - 1) / local;
-    }
+    const std::size_t n = train.total_rows();
     detail::DataParallel<Dev> engine(arch, model.weight_decay(), optimizer_, init, plan, opt_.epochs);
     // only rank 0 shows progress
     detail::ProgressLine progress(plan.cross && plan.cross->rank != 0 ? Progress::never : opt_.progress, opt_.epochs,
-                                  steps);
+                                  engine.steps_per_epoch(train.rows()));
 
     History h;
     h.samples = n;

@@ -14,10 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "../partition_support.hpp"
 #include "tessera/partition/mpi.hpp"
 #include "tessera/tessera.hpp"
 
 using namespace tessera;
+using tessera::test::deep_model;
+using tessera::test::make_data;
+using tessera::test::scaled_difference;
 
 namespace {
 
@@ -41,46 +45,6 @@ std::size_t my_rank() {
 }
 bool rank0() { return my_rank() == 0; }
 
-double scaled_difference(const float* a, const float* b, std::size_t n) {
-  double diff = 0.0, ref = 1e-30;
-  for (std::size_t i = 0; i < n; ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-    ref = std::max(ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return diff / ref;
-}
-double scaled_difference(std::span<const float> a, std::span<const float> b) {
-  REQUIRE(a.size() == b.size());
-  return scaled_difference(a.data(), b.data(), a.size());
-}
-
-data::Dataset make_data(std::size_t rows, std::size_t cols, std::size_t outputs, Loss loss, std::uint64_t seed) {
-  Matrix x(rows, cols);
-  const std::size_t tdim = loss == Loss::softmax_cross_entropy ? 1 : outputs;
-  std::vector<float> y(rows * tdim);
-  for (std::size_t r = 0; r < rows; ++r) {
-    float s = 0.0f;
-    for (std::size_t c = 0; c < cols; ++c) {
-      x(r, c) = static_cast<float>(2.0 * rng::uniform(seed, rng::Stream::init, r, static_cast<std::uint32_t>(c)) - 1.0);
-      s += x(r, c) * static_cast<float>(c % 3) - 0.3f * x(r, c) * x(r, c);
-    }
-    for (std::size_t t = 0; t < tdim; ++t) {
-      if (loss == Loss::softmax_cross_entropy)
-        y[r] = static_cast<float>(static_cast<std::size_t>(std::fabs(s) * 3.0f) % outputs);
-      else
-        y[r * tdim + t] = std::sin(s + static_cast<float>(t));
-    }
-  }
-  return data::Dataset(std::move(x), std::move(y), tdim);
-}
-
-/// Five layers with different widths and activations; every rank builds it from its own seed, so
-/// rank 0's parameters must win.
-Model deep_model(Loss loss, float weight_decay, std::uint64_t seed = 7) {
-  const std::size_t out = loss == Loss::softmax_cross_entropy ? 4 : 3;
-  return Model(10, {{16, act::tanh}, {12, act::relu}, {9, act::sigmoid}, {11, act::relu}, {out, act::identity}}, loss,
-               {.seed = seed, .weight_decay = weight_decay});
-}
 Model own_seed(Loss loss, float weight_decay) {
   return deep_model(loss, weight_decay, 100 + static_cast<std::uint64_t>(my_rank()));
 }

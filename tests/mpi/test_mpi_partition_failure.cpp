@@ -11,19 +11,12 @@
 #include "tessera/partition/mpi.hpp"
 #include "tessera/tessera.hpp"
 
+#include "blobs.hpp"
+
 using namespace tessera;
+using tessera::test::blobs;
 
 namespace {
-data::Dataset blobs(std::size_t n, std::size_t d) {
-  Matrix x(n, d);
-  std::vector<float> y(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    y[i] = float(i % 3);
-    for (std::size_t j = 0; j < d; ++j) x(i, j) = rng::normal(1, rng::Stream::user, i * d + j, 0) + (j == i % 3 ? 2.0f : 0.0f);
-  }
-  return {std::move(x), std::move(y)};
-}
-
 struct FailIn {
   bool me;
   void on_epoch(const EpochRecord& r) const {

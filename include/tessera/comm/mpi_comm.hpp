@@ -58,6 +58,23 @@ inline std::atomic<bool>& job_failed_flag() {
   static std::atomic<bool> b{false};
   return b;
 }
+/// Calls done() until it returns true (then true) or `limit` seconds pass (then false, with the
+/// time waited in `waited`): a short spin, then yielding, then short sleeps, so that more ranks
+/// than cores do not starve the rank being waited for.
+template <class Done>
+bool poll_until(Done&& done, double limit, double& waited) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (unsigned spin = 0;; ++spin) {
+    if (done()) return true;
+    if (spin < 128) continue;
+    waited = std::chrono::duration<double>(clock::now() - start).count();
+    if (waited > limit) return false;
+    if (waited < 1e-2) std::this_thread::yield();
+    else std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
 constexpr int notice_length = 1024;  ///< bytes of a failure notice, message included
 constexpr int ring_tag = 1;          ///< tags 1 .. 2 * size of the ring's steps
 constexpr int exchange_tag = 1 << 14;
@@ -122,25 +139,24 @@ class Environment {
       limit = timeout();
     } catch (const Error&) {  // an unreadable TESSERA_MPI_TIMEOUT: keep the default here
     }
-    const auto start = std::chrono::steady_clock::now();
-    for (unsigned spin = 0;; ++spin) {
-      int done = 0;
-      if (MPI_Test(&q, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
-      if (done) return true;
-      if (spin < 128) continue;
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > limit) {
-        int rank = 0, size = 1;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
-        std::fprintf(stderr,
-                     "tessera: rank %d of %d reached the end of the program and waited %.1f s for the other ranks; "
-                     "ending the job\n",
-                     rank, size, waited);
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(waited < 1e-2 ? 0 : 200));
-    }
+    bool ok = true;
+    double waited = 0.0;
+    const bool arrived = detail::poll_until(
+        [&] {
+          int done = 0;
+          ok = MPI_Test(&q, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS;
+          return !ok || done != 0;
+        },
+        limit, waited);
+    if (arrived) return ok;
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    std::fprintf(stderr,
+                 "tessera: rank %d of %d reached the end of the program and waited %.1f s for the other ranks; "
+                 "ending the job\n",
+                 rank, size, waited);
+    return false;
   }
 
   bool owner_ = false;
@@ -189,16 +205,19 @@ class Communicator {
     if (size_ == 1 || n == 0) return;
     if (!queue_.empty())
       throw Error(ErrorKind::invalid_argument, "mpi: all_reduce on " + me() + " while started sums are pending; call finish() first");
-    if (n >= ring_threshold) {
-      Ring r{buf, n, what};
-      while (!advance(r)) wait_all(r.req, 2, "all_reduce", what, r.peer, n);
-      return;
-    }
-    small_sum(buf, n, MPI_FLOAT, what);
+    Ring r{buf, n, what};
+    while (!advance(r)) wait_all(r.req, 2, "all_reduce", what, r.peer, n);
   }
   void all_reduce(double* buf, std::size_t n, const char* what = "buffer") const {
     if (size_ == 1 || n == 0) return;
-    small_sum(buf, n, MPI_DOUBLE, what);
+    // a few values (losses, flags): MPI's own non-blocking sum
+    for (std::size_t done = 0; done < n;) {
+      const int count = static_cast<int>(std::min<std::size_t>(n - done, INT_MAX));
+      MPI_Request q = MPI_REQUEST_NULL;
+      check(MPI_Iallreduce(MPI_IN_PLACE, buf + done, count, MPI_DOUBLE, MPI_SUM, comm_, &q), "MPI_Allreduce");
+      wait_all(&q, 1, "all_reduce", what, -1, n);
+      done += static_cast<std::size_t>(count);
+    }
   }
 
   /// Starts summing buf[0..n) over ranks without waiting: sums run one after another in the order
@@ -314,8 +333,6 @@ class Communicator {
     }
   }
 
-  /// Float sums of at least this many elements run as a ring of point-to-point messages.
-  static constexpr std::size_t ring_threshold = 0;
   /// Floats per reduce-scatter message (256 KiB: what arrives is added from L2).
   static constexpr std::size_t segment = std::size_t{1} << 17;
 
@@ -440,17 +457,6 @@ class Communicator {
     for (std::size_t i = 0; i < n; ++i) d[i] += s[i];
   }
 
-  template <class T>
-  void small_sum(T* buf, std::size_t n, MPI_Datatype type, const char* what) const {
-    for (std::size_t done = 0; done < n;) {
-      const int count = static_cast<int>(std::min<std::size_t>(n - done, INT_MAX));
-      MPI_Request q = MPI_REQUEST_NULL;
-      check(MPI_Iallreduce(MPI_IN_PLACE, buf + done, count, type, MPI_SUM, comm_, &q), "MPI_Allreduce");
-      wait_all(&q, 1, "all_reduce", what, -1, n);
-      done += static_cast<std::size_t>(count);
-    }
-  }
-
   /// Waits until every request completes; throws on a failure notice or after timeout().
   void wait_all(MPI_Request* q, int n, const char* op, const char* what, int peer, std::size_t count) const {
     waiting(op, what, peer, count, [&] {
@@ -461,18 +467,13 @@ class Communicator {
   }
   template <class Done>
   void waiting(const char* op, const char* what, int peer, std::size_t count, Done&& done) const {
-    using clock = std::chrono::steady_clock;
-    const auto start = clock::now();
-    const double limit = timeout();
-    for (unsigned spin = 0;; ++spin) {
-      if (done()) return;
-      poll_notices(op, what);
-      if (spin < 128) continue;
-      const double waited = std::chrono::duration<double>(clock::now() - start).count();
-      if (waited > limit) timed_out(op, what, peer, count, waited);
-      if (waited < 1e-2) std::this_thread::yield();  // then sleep: 4 ranks on 2 cores must not starve
-      else std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
+    double waited = 0.0;
+    const auto done_or_notice = [&] {
+      if (done()) return true;
+      poll_notices(op, what);  // throws when another rank failed
+      return false;
+    };
+    if (!detail::poll_until(done_or_notice, timeout(), waited)) timed_out(op, what, peer, count, waited);
   }
 
   [[nodiscard]] std::string me() const { return "rank " + std::to_string(rank_) + " of " + std::to_string(size_); }

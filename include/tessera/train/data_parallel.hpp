@@ -170,6 +170,14 @@ class DataParallel {
     return r;
   }
 
+  /// Steps of an epoch over n rows (this process's rows when the data is sharded): as many as the
+  /// largest shard needs.
+  [[nodiscard]] std::size_t steps_per_epoch(std::size_t n) const {
+    if (!sharded()) return (n + global_batch() - 1) / global_batch();
+    const std::size_t most = *std::max_element(plan_.rank_rows.begin(), plan_.rank_rows.end());
+    return (most + local_batch() - 1) / local_batch();
+  }
+
   /// The trained parameters (replicas averaged for local SGD).
   [[nodiscard]] std::vector<float> parameters() const {
     if (params_.size() == 1) return params_[0];
@@ -193,12 +201,6 @@ class DataParallel {
   [[nodiscard]] std::size_t local_batch() const noexcept { return plan_.workers * plan_.batch; }
   [[nodiscard]] bool sharded() const noexcept { return !plan_.rank_rows.empty(); }
 
-  /// Steps of an epoch over n rows (this process's rows when the data is sharded).
-  [[nodiscard]] std::size_t steps_per_epoch(std::size_t n) const {
-    if (!sharded()) return (n + global_batch() - 1) / global_batch();
-    const std::size_t most = *std::max_element(plan_.rank_rows.begin(), plan_.rank_rows.end());
-    return (most + local_batch() - 1) / local_batch();
-  }
   /// Samples of steps 0..s-1 on all ranks.
   [[nodiscard]] std::size_t rows_before(std::size_t s, std::size_t n) const {
     if (!sharded()) return std::min(n, s * global_batch());
