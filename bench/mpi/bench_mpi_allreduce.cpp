@@ -14,6 +14,8 @@
 
 #include <tessera/mpi.hpp>
 
+#include "run_on_ranks.hpp"
+
 namespace {
 
 tessera::mpi::Communicator* world = nullptr;
@@ -36,12 +38,6 @@ void BM_sum(benchmark::State& state, std::size_t bytes, bool library) {
   state.counters["ranks"] = world->size();
 }
 
-class Quiet : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,13 +55,5 @@ int main(int argc, char** argv) {
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
   }
-  benchmark::Initialize(&argc, argv);
-  if (w.rank() == 0) {
-    benchmark::RunSpecifiedBenchmarks();
-  } else {
-    Quiet quiet;
-    benchmark::RunSpecifiedBenchmarks(&quiet);
-  }
-  benchmark::Shutdown();
-  return 0;
+  return tessera::bench::run_on_ranks(argc, argv, w.rank());
 }

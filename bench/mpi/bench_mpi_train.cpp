@@ -13,6 +13,7 @@
 #include <tessera/tessera.hpp>
 
 #include "../bench_support.hpp"
+#include "run_on_ranks.hpp"
 
 using namespace tessera;
 using tessera::bench::flops_per_sample;
@@ -48,12 +49,6 @@ void train(benchmark::State& state, const std::vector<std::size_t>& sizes, std::
   state.counters["ranks"] = ranks;
 }
 
-class Quiet : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -72,13 +67,5 @@ int main(int argc, char** argv) {
                                  [overlap](benchmark::State& s) { train(s, {64, 128, 128, 10}, 64, 200, overlap); })
         ->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
-  benchmark::Initialize(&argc, argv);
-  if (rank == 0) {
-    benchmark::RunSpecifiedBenchmarks();
-  } else {
-    Quiet quiet;
-    benchmark::RunSpecifiedBenchmarks(&quiet);
-  }
-  benchmark::Shutdown();
-  return 0;
+  return tessera::bench::run_on_ranks(argc, argv, rank);
 }
