@@ -7,11 +7,16 @@
 #         (-DPREFIX=<install prefix> | -DTESSERA_SOURCE_DIR=<tessera source tree>)
 #         [-DTHRUST_INCLUDE_DIR=..] [-DCBLAS_INCLUDE_DIR=..] [-DCBLAS_LIBRARY=..]
 #         [-DLAUNCHER=mpiexec|-n|2]   (run the program through this command)
+#         [-DCUDA_COMPILER=<nvcc> -DCUDA_ARCHITECTURES=90]
+#         [-DNCCL_INCLUDE_DIR=<folder with nccl.h> -DNCCL_LIBRARY=<libnccl.so*>]
 #         -P run_consumer.cmake
 #
 # PREFIX: the consumer finds the installed package with find_package() (CMAKE_PREFIX_PATH=PREFIX),
 # and the test fails unless tessera_DIR lies under PREFIX. TESSERA_SOURCE_DIR: the consumer uses
-# add_subdirectory() on that tree instead. A failing step prints a line "run_consumer: FAILED at step ...",
+# add_subdirectory() on that tree instead. NCCL_INCLUDE_DIR and NCCL_LIBRARY: the test lays that
+# NCCL out as the nvidia-nccl wheel does (nvidia/nccl/include/nccl.h, nvidia/nccl/lib/libnccl.so.2
+# and nothing else) beside the build folder, passes it as NCCL_ROOT, and fails unless the consumer
+# took both nccl.h and the library from there. A failing step prints a line "run_consumer: FAILED at step ...",
 # which the tests treat as failure whatever else the output says.
 cmake_minimum_required(VERSION 3.25)
 
@@ -61,8 +66,23 @@ foreach(_dep THRUST_INCLUDE_DIR CBLAS_INCLUDE_DIR CBLAS_LIBRARY)
   endif()
 endforeach()
 
+if(CUDA_COMPILER)
+  list(APPEND _cache_args "-DCMAKE_CUDA_COMPILER=${CUDA_COMPILER}" "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES}")
+endif()
+
 # A fresh build folder every time, so no cached tessera_DIR or stale object survives.
 file(REMOVE_RECURSE "${CONSUMER_BINARY_DIR}")
+
+set(_nccl_root "")
+if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+  set(_nccl_root "${CONSUMER_BINARY_DIR}-wheel/nvidia/nccl")
+  file(REMOVE_RECURSE "${CONSUMER_BINARY_DIR}-wheel")
+  file(MAKE_DIRECTORY "${_nccl_root}/include" "${_nccl_root}/lib")
+  file(REAL_PATH "${NCCL_LIBRARY}" _nccl_lib_real)
+  file(CREATE_LINK "${NCCL_INCLUDE_DIR}/nccl.h" "${_nccl_root}/include/nccl.h" SYMBOLIC)
+  file(CREATE_LINK "${_nccl_lib_real}" "${_nccl_root}/lib/libnccl.so.2" SYMBOLIC)
+  list(APPEND _cache_args "-DNCCL_ROOT=${_nccl_root}")
+endif()
 set(_bin_dir "${CONSUMER_BINARY_DIR}/bin")
 
 message(STATUS "run_consumer: configuring ${CONSUMER_SOURCE_DIR} (${_mode})")
@@ -89,6 +109,17 @@ if(NOT "${PREFIX}" STREQUAL "")
     fail(configure "find_package(tessera) used '${_tessera_dir}', which is not under the prefix '${_prefix_real}'")
   endif()
   message(STATUS "run_consumer: configured, tessera_DIR=${_tessera_dir}")
+  if(_nccl_root)  # nccl.h and libnccl both from the wheel-shaped root, no other NCCL
+    foreach(_what INCLUDE_DIR LIBRARY)
+      file(STRINGS "${CONSUMER_BINARY_DIR}/CMakeCache.txt" _line REGEX "^TESSERA_NCCL_${_what}:")
+      string(REGEX REPLACE "^[A-Z_]+:[A-Z]+=" "" _found "${_line}")
+      string(FIND "${_found}" "${_nccl_root}/" _at)
+      if(NOT _at EQUAL 0)
+        fail(configure "NCCL_ROOT=${_nccl_root} was given, but TESSERA_NCCL_${_what} is '${_found}'")
+      endif()
+      message(STATUS "run_consumer: TESSERA_NCCL_${_what}=${_found}")
+    endforeach()
+  endif()
 else()
   message(STATUS "run_consumer: configured")
 endif()
@@ -100,6 +131,26 @@ if(NOT _rc EQUAL 0)
   fail(build "cmake --build exited with '${_rc}'. Its output:\n${_out}")
 endif()
 message(STATUS "run_consumer: built")
+if(_nccl_root)  # the compiler read the root's nccl.h, not another on its include path (the toolkit's)
+  file(GLOB_RECURSE _depfiles "${CONSUMER_BINARY_DIR}/CMakeFiles/*.o.d")
+  set(_nccl_headers "")
+  foreach(_d IN LISTS _depfiles)
+    file(STRINGS "${_d}" _lines REGEX "/nccl\\.h[ \\\\]*$")
+    list(APPEND _nccl_headers ${_lines})
+  endforeach()
+  if(NOT _nccl_headers)
+    fail(build "no dependency file under ${CONSUMER_BINARY_DIR}/CMakeFiles names an nccl.h")
+  endif()
+  foreach(_h IN LISTS _nccl_headers)
+    string(STRIP "${_h}" _h)
+    string(REGEX REPLACE "[ \\]+$" "" _h "${_h}")
+    string(FIND "${_h}" "${_nccl_root}/include/nccl.h" _at)
+    if(NOT _at EQUAL 0)
+      fail(build "the compiler read ${_h}, not ${_nccl_root}/include/nccl.h")
+    endif()
+  endforeach()
+  message(STATUS "run_consumer: nccl.h read from ${_nccl_root}/include")
+endif()
 
 set(_exe "${_bin_dir}/tessera_consumer${EXE_SUFFIX}")
 if(NOT EXISTS "${_exe}")
