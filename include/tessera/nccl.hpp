@@ -39,6 +39,7 @@ class NcclGroup final : public GpuGroup {
   [[nodiscard]] std::string describe() const override {
     return std::to_string(world()) + " GPU(s) over NCCL (" + how_ + ")";
   }
+  [[nodiscard]] bool collective() const override { return true; }  // one rank too: see GpuGroup
   void sum(std::size_t lane, float* p, std::size_t n, cudaStream_t s, const char* what) override {
     comms_[lane].all_reduce(p, n, ncclSum, s, what);
   }

@@ -8,6 +8,10 @@
 // squares, tree reductions), so single-precision results differ by rounding: gradients and losses
 // are compared with relative error 1e-4 of the largest entry, trained parameters with 2e-3 after
 // several epochs (rounding grows through the updates), accuracies within 1%.
+//
+// Data files (data/digits.csv) are read from the source tree compiled in as TESSERA_SOURCE_DIR; the
+// environment variable TESSERA_SOURCE_DIR, when set and not empty, overrides it, so that a prebuilt
+// test_cuda can run against a checkout at another path.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -21,6 +25,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 using namespace tessera;
@@ -124,8 +130,14 @@ data::Dataset regression_data(std::size_t rows, std::size_t cols, std::uint64_t 
   return data::Dataset(std::move(x), std::move(y));
 }
 
+/// The source tree holding data/: $TESSERA_SOURCE_DIR when set and not empty, else the one compiled in.
+std::string source_dir() {
+  const char* env = std::getenv("TESSERA_SOURCE_DIR");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(TESSERA_SOURCE_DIR);
+}
+
 data::Dataset digits() {
-  return data::read_csv(std::string(TESSERA_SOURCE_DIR) + "/data/digits.csv", {.label = data::last_column});
+  return data::read_csv(source_dir() + "/data/digits.csv", {.label = data::last_column});
 }
 
 }  // namespace

@@ -49,6 +49,10 @@ class GpuGroup {
   [[nodiscard]] virtual std::size_t world() const = 0;
   [[nodiscard]] virtual std::size_t global_lane(std::size_t lane) const = 0;
   [[nodiscard]] virtual std::string describe() const = 0;
+  /// Whether the engine issues the group's collectives: only with several GPUs by default. An NCCL
+  /// group issues them with one rank too (a sum is then the identity), so that one GPU runs the
+  /// bucketed gradient sum, its streams and events, and the loss sum the way several GPUs do.
+  [[nodiscard]] virtual bool collective() const { return world() > 1; }
   /// In place: the sum over every GPU of the group.
   virtual void sum(std::size_t lane, float* p, std::size_t n, cudaStream_t s, const char* what) = 0;
   virtual void sum(std::size_t lane, double* p, std::size_t n, cudaStream_t s, const char* what) = 0;
@@ -100,15 +104,17 @@ class CudaEngine {
         team_(group.lanes()), p_(init.size()), cols_(cols), tdim_(target_dim),
         buckets_(plan_gradient_buckets(arch, plan.overlap ? plan.bucket_floats : init.size())) {
     lanes_.resize(group.lanes());
-    team_.run([&](std::size_t w) { setup_lane(w, init, signature); });
+    try {
+      team_.run([&](std::size_t w) { setup_lane(w, init, signature); });
+    } catch (...) {
+      release_lanes();  // the destructor does not run for a constructor that throws
+      throw;
+    }
   }
 
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;
-  ~CudaEngine() {
-    for (auto& l : lanes_)
-      if (l) release_lane(*l);
-  }
+  ~CudaEngine() { release_lanes(); }
 
   [[nodiscard]] std::size_t global_batch() const noexcept { return group_.world() * plan_.batch; }
   [[nodiscard]] std::size_t steps_per_epoch(std::size_t n) const { return (n + global_batch() - 1) / global_batch(); }
@@ -190,7 +196,7 @@ class CudaEngine {
     Cuda::upload(init.data(), raw(l.params), p_);
     l.state = std::make_unique<optim::State<Cuda>>(opt_, p_);
     l.net = std::make_unique<Network<Cuda>>(arch_, (plan_.batch + plan_.micro_batches - 1) / plan_.micro_batches);
-    if (group_.world() > 1) {
+    if (group_.collective()) {
       // every GPU must train the same thing: compare a hash of the set-up (max of h and of -h)
       const double h = setup_hash(signature);
       l.pinned_loss[0] = h;
@@ -204,6 +210,16 @@ class CudaEngine {
       cuda_check(cudaStreamSynchronize(l.comm), "cudaStreamSynchronize", "initial parameters");
     }
     l.ctx->synchronize(what);
+  }
+
+  /// Frees every lane, each with its own GPU current: its device vectors (Thrust frees them on the
+  /// current device), streams, events and pinned buffers.
+  void release_lanes() noexcept {
+    for (auto& l : lanes_) {
+      if (!l) continue;
+      release_lane(*l);
+      l.reset();
+    }
   }
 
   static void release_lane(Lane& l) {
@@ -268,7 +284,7 @@ class CudaEngine {
   /// Starts the sum of every bucket whose layers are all final once layer `layer` is (all of them
   /// when layer is 0), on the communication stream after the compute stream's work so far.
   void start_buckets(Lane& l, std::size_t w, std::size_t layer) {
-    if (group_.world() == 1) return;
+    if (!group_.collective()) return;
     bool recorded = false;
     while (l.next_bucket < buckets_.size() && buckets_[l.next_bucket].low_layer >= layer) {
       if (!recorded) {
@@ -314,7 +330,7 @@ class CudaEngine {
     Lane& l = *lanes_[w];
     BindCuda bind(*l.ctx);
     const std::size_t n = d.rows();
-    const bool many = group_.world() > 1;
+    const bool many = group_.collective();
     EpochResult res;
     if (steps > 0) stage(l, w, d, order, 0);
     for (std::size_t s = 0; s < steps; ++s) {
