@@ -6,8 +6,9 @@
 // - one process driving several GPUs (ncclCommInitAll; no MPI): TrainerOptions::workers GPUs,
 //   devices 0 .. workers-1 (0: every GPU the process sees), one thread each;
 // - one process per GPU under mpirun (when tessera::mpi exists, the component links it): with MPI
-//   initialised and more than one rank, rank 0 makes the NCCL unique id and broadcasts it over
-//   MPI_COMM_WORLD; each rank takes GPU (local rank mod GPUs of its node).
+//   initialised and more than one rank, the ranks first agree that each has a GPU of its own (a
+//   rank that cannot take part is named on every rank, none waits), then rank 0 makes the NCCL
+//   unique id and broadcasts it over MPI_COMM_WORLD; each rank takes GPU (its rank on its node).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,7 +19,7 @@
 #include <vector>
 
 #if defined(TESSERA_NCCL_WITH_MPI)
-#include <mpi.h>
+#include "tessera/comm/nccl_mpi.hpp"
 #endif
 
 #include "tessera/comm/nccl_comm.hpp"
@@ -73,31 +74,17 @@ inline std::unique_ptr<NcclGroup> nccl_group_in_process(std::size_t gpus) {
 }
 
 #if defined(TESSERA_NCCL_WITH_MPI)
-inline void mpi_check(int status, const char* call) {
-  if (status == MPI_SUCCESS) return;
-  int rank = -1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  throw Error(ErrorKind::runtime, std::string("MPI ") + call + " failed on rank " + std::to_string(rank) +
-                                      " (NCCL communicator set-up), error code " + std::to_string(status));
-}
-
-/// One GPU per rank of MPI_COMM_WORLD; the unique id made on rank 0 and broadcast.
-inline std::unique_ptr<NcclGroup> nccl_group_over_mpi() {
-  int rank = 0, size = 1, local = 0;
-  mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
-  mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
-  MPI_Comm node;
-  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-  mpi_check(MPI_Comm_rank(node, &local), "MPI_Comm_rank");
-  MPI_Comm_free(&node);
-  const int count = cuda_device_count();
-  detail::require(count > 0, ErrorKind::runtime,
-                  "Trainer: Reduce<NcclAllreduce> found no CUDA device on rank " + std::to_string(rank));
-  ncclUniqueId id{};
-  if (rank == 0) id = nccl::Communicator::unique_id();
-  mpi_check(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+/// One GPU per rank of MPI_COMM_WORLD: the ranks first agree that each can take part (see
+/// tessera/comm/nccl_mpi.hpp), then join rank 0's unique id.
+inline std::unique_ptr<NcclGroup> nccl_group_over_mpi(std::size_t workers) {
+  const mpi::Communicator world = mpi::Communicator::world();
+  std::string problem;
+  if (workers > 1)
+    problem = "Reduce<NcclAllreduce> across " + std::to_string(world.size()) +
+              " MPI ranks drives one GPU per rank, so workers must be 0 or 1, got " + std::to_string(workers);
+  const nccl::RankSeat seat = nccl::seat_over_mpi(world, cuda_device_count(), problem);
   std::vector<nccl::Communicator> comms;
-  comms.emplace_back(id, rank, size, local % count);
+  comms.emplace_back(seat.id, seat.rank, seat.size, seat.device);
   return std::make_unique<NcclGroup>(std::move(comms), "one process per GPU, bootstrapped over MPI");
 }
 #endif
@@ -111,12 +98,7 @@ struct GpuReduce<NcclAllreduce> {
     MPI_Initialized(&initialised);
     MPI_Finalized(&finalised);
     if (initialised && !finalised) MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size > 1) {
-      detail::require(o.workers <= 1, ErrorKind::invalid_argument,
-                      "Trainer: Reduce<NcclAllreduce> across " + std::to_string(size) +
-                          " MPI ranks drives one GPU per rank, so workers must be 0 or 1, got " + std::to_string(o.workers));
-      return nccl_group_over_mpi();
-    }
+    if (size > 1) return nccl_group_over_mpi(o.workers);
 #endif
     return nccl_group_in_process(o.workers);
   }

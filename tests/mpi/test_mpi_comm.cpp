@@ -3,7 +3,9 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "tessera/model/models.hpp"
@@ -62,6 +64,36 @@ TEST_CASE("ranks that agree pass; a rank that differs is named on every rank", "
   CHECK_THROWS_WITH(comm.agree("model signature", mpi::signature(other)),
                     Catch::Contains("ranks disagree on the model signature: rank 0 has \"8 -> 16 relu -> 3") &&
                         Catch::Contains("rank " + std::to_string(odd) + " has \"8 -> 32 relu -> 3"));
+}
+
+TEST_CASE("all_ready passes when every rank is ready and names the first rank that is not", "[mpi][errors]") {
+  const auto comm = mpi::Communicator::world();
+  CHECK_NOTHROW(comm.all_ready("set-up", ""));
+  const int last = comm.size() - 1;
+  // the last rank cannot; every rank throws the same message
+  CHECK_THROWS_WITH(comm.all_ready("set-up", comm.rank() == last ? "no GPU here" : ""),
+                    Catch::Equals("tessera: set-up: rank " + std::to_string(last) + " of " + std::to_string(comm.size()) +
+                                  " cannot take part: no GPU here"));
+  // every rank cannot: the first is named, the others counted
+  const std::string others = comm.size() > 1 ? " (and " + std::to_string(comm.size() - 1) + " other rank(s) cannot either)" : "";
+  CHECK_THROWS_WITH(comm.all_ready("set-up", "reason of rank " + std::to_string(comm.rank())),
+                    Catch::Equals("tessera: set-up: rank 0 of " + std::to_string(comm.size()) + " cannot take part: reason of rank 0" +
+                                  others));
+  CHECK_NOTHROW(comm.all_ready("set-up again", ""));  // the group is still usable
+}
+
+TEST_CASE("node groups the ranks of this machine; broadcast_bytes copies the root's bytes", "[mpi]") {
+  const auto comm = mpi::Communicator::world();
+  const auto node = comm.node();
+  // ctest starts every rank on this machine
+  CHECK(node.size() == comm.size());
+  CHECK(node.rank() == comm.rank());
+  for (int root : {0, comm.size() - 1}) {
+    std::array<unsigned char, 131> b{};
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<unsigned char>((i * 7 + static_cast<std::size_t>(comm.rank())) & 0xff);
+    comm.broadcast_bytes(b.data(), b.size(), root, "record");
+    for (std::size_t i = 0; i < b.size(); ++i) REQUIRE(b[i] == static_cast<unsigned char>((i * 7 + static_cast<std::size_t>(root)) & 0xff));
+  }
 }
 
 TEST_CASE("an MPI error becomes a tessera::Error naming the call and the rank", "[mpi][errors]") {

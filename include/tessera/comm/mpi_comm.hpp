@@ -294,6 +294,43 @@ class Communicator {
     return Communicator(sub, true);
   }
 
+  /// The ranks of this group that share this rank's machine (MPI_COMM_TYPE_SHARED), ordered as
+  /// here: e.g. to give each rank of a node its own GPU.
+  [[nodiscard]] Communicator node() const {
+    barrier("node split");  // every rank is here: the blocking split below cannot wait forever
+    MPI_Comm sub = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &sub), "MPI_Comm_split_type");
+    return Communicator(sub, true);
+  }
+
+  /// Copies `root`'s bytes buf[0..n) to every rank (n below 2^31: an id, a small record).
+  void broadcast_bytes(void* buf, std::size_t n, int root, const char* what) const {
+    if (root < 0 || root >= size_) check(MPI_ERR_ROOT, "MPI_Bcast");
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Ibcast(buf, count_of(n), MPI_BYTE, root, comm_, &q), "MPI_Bcast");
+    wait_all(&q, 1, "broadcast", what, root, n);
+  }
+
+  /// Every rank says whether it can go on with `what` (`problem` empty) or why not. When any
+  /// cannot, every rank throws the same Error, naming the first rank that cannot, its reason, and
+  /// how many others cannot: no rank goes on alone into a collective that would wait for it.
+  void all_ready(const std::string& what, const std::string& problem) const {
+    const int mine = problem.empty() ? 0 : 1;
+    std::vector<int> all(static_cast<std::size_t>(size_));
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Iallgather(&mine, 1, MPI_INT, all.data(), 1, MPI_INT, comm_, &q), "MPI_Allgather");
+    wait_all(&q, 1, "all_ready", what.c_str(), -1, 0);
+    const auto first = std::find(all.begin(), all.end(), 1);
+    if (first == all.end()) return;
+    const int who = static_cast<int>(first - all.begin());
+    const auto others = std::count(all.begin(), all.end(), 1) - 1;
+    const std::string why = broadcast_string(problem, who);
+    throw Error(ErrorKind::runtime, what + ": rank " + std::to_string(who) + " of " + std::to_string(size_) +
+                                        " cannot take part: " + why +
+                                        (others > 0 ? " (and " + std::to_string(others) + " other rank(s) cannot either)"
+                                                    : std::string()));
+  }
+
   /// Checks that every rank passes the same `value` for `what` (a model signature, the data
   /// dimensions...). On a mismatch every rank throws the same Error, naming the first rank that
   /// differs from rank 0 and both values, so no rank goes on to wait in a collective alone.
