@@ -84,7 +84,14 @@ inline std::unique_ptr<NcclGroup> nccl_group_over_mpi(std::size_t workers) {
               " MPI ranks drives one GPU per rank, so workers must be 0 or 1, got " + std::to_string(workers);
   const nccl::RankSeat seat = nccl::seat_over_mpi(world, cuda_device_count(), problem);
   std::vector<nccl::Communicator> comms;
-  comms.emplace_back(seat.id, seat.rank, seat.size, seat.device);
+  try {
+    comms.emplace_back(seat.id, seat.rank, seat.size, seat.device);
+  } catch (const std::exception& e) {
+    // the other ranks may wait inside ncclCommInitRank, which no notice reaches: mark the job
+    // failed, so that mpi::Environment ends it (MPI_Abort) instead of waiting for them
+    world.notify_failure(e.what());
+    throw;
+  }
   return std::make_unique<NcclGroup>(std::move(comms), "one process per GPU, bootstrapped over MPI");
 }
 #endif
