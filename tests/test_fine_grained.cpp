@@ -16,7 +16,10 @@
 
 #include "tessera/tessera.hpp"
 
+#include "model_data.hpp"
+
 using namespace tessera;
+using tessera::test::targets_for;
 
 namespace {
 
@@ -40,18 +43,6 @@ std::vector<float> normal_values(std::size_t n, std::uint64_t seed, float scale 
   std::vector<float> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = scale * rng::normal(seed, rng::Stream::user, i, 0);
   return v;
-}
-
-std::vector<float> targets_for(const Architecture& a, std::size_t rows, std::uint64_t seed) {
-  std::vector<float> y(rows * a.target_dim());
-  for (std::size_t i = 0; i < y.size(); ++i) {
-    switch (a.loss) {
-      case Loss::mean_squared_error: y[i] = rng::normal(seed, rng::Stream::user, i, 9); break;
-      case Loss::binary_cross_entropy: y[i] = float(rng::uniform(seed, rng::Stream::user, i, 9) < 0.5f); break;
-      case Loss::softmax_cross_entropy: y[i] = float(i % a.output_dim()); break;
-    }
-  }
-  return y;
 }
 
 /// Every parameter drawn at random: fresh models have zero biases, which would hide a bias read
@@ -82,6 +73,14 @@ Pass run_pass(const Model& m, const std::vector<float>& x, const std::vector<flo
   return r;
 }
 
+/// The fine-grained pass against the CPU's: loss, outputs, gradient and accumulated gradient, bits.
+void check_same(const Pass& fine, const Pass& cpu) {
+  CHECK(fine.loss == cpu.loss);
+  CHECK(same_bits(fine.out, cpu.out));
+  CHECK(same_bits(fine.grad, cpu.grad));
+  CHECK(same_bits(fine.grad_accumulated, cpu.grad_accumulated));
+}
+
 }  // namespace
 
 TEST_CASE("the GPU's launch layout gives the CPU's outputs, loss and gradient bit for bit", "[fine_grained]") {
@@ -97,11 +96,7 @@ TEST_CASE("the GPU's launch layout gives the CPU's outputs, loss and gradient bi
   const auto y = targets_for(m.architecture(), rows, 4);
 
   const Pass cpu = run_pass<Cpu>(m, x, y, rows, wd);
-  const Pass fine = run_pass<FineGrainedCpu>(m, x, y, rows, wd);
-  CHECK(fine.loss == cpu.loss);
-  CHECK(same_bits(fine.out, cpu.out));
-  CHECK(same_bits(fine.grad, cpu.grad));
-  CHECK(same_bits(fine.grad_accumulated, cpu.grad_accumulated));
+  check_same(run_pass<FineGrainedCpu>(m, x, y, rows, wd), cpu);
   // and the pass did something: a gradient that is all zero would compare equal too
   CHECK(std::any_of(cpu.grad.begin(), cpu.grad.end(), [](float g) { return g != 0.0f; }));
 }
@@ -117,12 +112,7 @@ TEST_CASE("the GPU's launch layout gives the CPU's linear and logistic regressio
     CAPTURE(m.architecture().describe());
     const auto x = normal_values(rows * 6, 1);
     const auto y = targets_for(m.architecture(), rows, 6);
-    const Pass cpu = run_pass<Cpu>(m, x, y, rows, wd);
-    const Pass fine = run_pass<FineGrainedCpu>(m, x, y, rows, wd);
-    CHECK(fine.loss == cpu.loss);
-    CHECK(same_bits(fine.out, cpu.out));
-    CHECK(same_bits(fine.grad, cpu.grad));
-    CHECK(same_bits(fine.grad_accumulated, cpu.grad_accumulated));
+    check_same(run_pass<FineGrainedCpu>(m, x, y, rows, wd), run_pass<Cpu>(m, x, y, rows, wd));
   }
 }
 

@@ -29,7 +29,10 @@
 #include <string>
 #include <vector>
 
+#include "../model_data.hpp"
+
 using namespace tessera;
+using tessera::test::targets_for;
 
 int main(int argc, char** argv) {
   const int devices = detail::cuda_device_count();
@@ -50,18 +53,6 @@ Matrix random_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed) {
   for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = rng::normal(seed, rng::Stream::user, i, 0);
   return x;
 }
-std::vector<float> targets_for(const Architecture& a, std::size_t rows, std::uint64_t seed) {
-  std::vector<float> y(rows * a.target_dim());
-  for (std::size_t i = 0; i < y.size(); ++i) {
-    switch (a.loss) {
-      case Loss::mean_squared_error: y[i] = rng::normal(seed, rng::Stream::user, i, 9); break;
-      case Loss::binary_cross_entropy: y[i] = float(rng::uniform(seed, rng::Stream::user, i, 9) < 0.5f); break;
-      case Loss::softmax_cross_entropy: y[i] = float(i % a.output_dim()); break;
-    }
-  }
-  return y;
-}
-
 /// Largest |a - b| over the largest |b| (1 when b is all zero).
 double relative_error(std::span<const float> a, std::span<const float> b) {
   REQUIRE(a.size() == b.size());
