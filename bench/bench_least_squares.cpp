@@ -31,7 +31,7 @@ void BM_fused_least_squares_gradient(benchmark::State& state) {
   const Data& D = data();
   std::vector<float> scratch(detail::least_squares_scratch(n, d)), out(d + 2);
   for (auto _ : state) {
-    detail::least_squares_gradient(Cpu::exec(), D.x.data(), D.w.data(), D.w[d], D.y.data(), n, d, 2.0f / n,
+    detail::least_squares_gradient(Cpu::exec(), D.x.data(), D.w.data(), D.w.data() + d, D.y.data(), n, d, 2.0f / n,
                                    scratch.data(), out.data());
     benchmark::DoNotOptimize(out.data());
   }

@@ -28,7 +28,7 @@ TESSERA_HD inline float lane_sum(float* a) {
 struct LeastSquaresBlock {
   const float* x;  // n x d, row-major
   const float* w;  // d
-  float bias;
+  const float* bias;  // 1, beside w: read where the system runs (device memory on a GPU)
   const float* y;  // n
   float* partial;  // blocks x (d + 2)
   std::size_t n, d, block;
@@ -36,10 +36,10 @@ struct LeastSquaresBlock {
   static constexpr std::size_t lanes = 16;  // one AVX-512 register, two AVX2 registers
   static constexpr std::size_t rows = 4;    // rows in flight: four independent dot products
 
-  /// Residuals of the Count rows starting at row r: x_r . w + bias - y_r. Count is a constant, so
+  /// Residuals of the Count rows starting at row r: x_r . w + b - y_r. Count is a constant, so
   /// the Count x lanes accumulators stay in registers.
   template <std::size_t Count>
-  TESSERA_HD void residuals(std::size_t r, float* res) const {
+  TESSERA_HD void residuals(std::size_t r, float b, float* res) const {
     float acc[Count][lanes] = {};
     const std::size_t full = d / lanes * lanes;
     for (std::size_t j = 0; j < full; j += lanes)
@@ -51,7 +51,7 @@ struct LeastSquaresBlock {
       }
     for (std::size_t q = 0; q < Count; ++q) {
       for (std::size_t j = full; j < d; ++j) acc[q][0] += x[(r + q) * d + j] * w[j];
-      res[q] = lane_sum<lanes>(acc[q]) + bias - y[r + q];
+      res[q] = lane_sum<lanes>(acc[q]) + b - y[r + q];
     }
   }
 
@@ -60,9 +60,9 @@ struct LeastSquaresBlock {
   /// done. The four dot products are reduced together (two rounds of hadd: one vector of four
   /// sums), and X is prefetched into L2 `ahead` rows in advance, which the hardware prefetchers
   /// alone do not do far enough while the core computes.
-  std::size_t avx2_rows(std::size_t lo, std::size_t hi, float* TESSERA_RESTRICT g, float& gb, float& loss) const {
+  std::size_t avx2_rows(std::size_t lo, std::size_t hi, float b, float* TESSERA_RESTRICT g, float& gb, float& loss) const {
     constexpr std::size_t ahead = 256;
-    const __m128 vbias = _mm_set1_ps(bias);
+    const __m128 vbias = _mm_set1_ps(b);
     __m128 vgb = _mm_setzero_ps(), vloss = _mm_setzero_ps();
     std::size_t r = lo;
     for (; r + rows <= hi; r += rows) {
@@ -126,14 +126,15 @@ struct LeastSquaresBlock {
     float* TESSERA_RESTRICT g = partial + blk * (d + 2);
     for (std::size_t j = 0; j < d; ++j) g[j] = 0.0f;
     float gb = 0.0f, loss = 0.0f;
+    const float b = *bias;
     const std::size_t lo = blk * block, hi = lo + block < n ? lo + block : n;
     std::size_t r = lo;
 #if defined(TESSERA_LEAST_SQUARES_AVX2)
-    if (d % 8 == 0) r = avx2_rows(lo, hi, g, gb, loss);
+    if (d % 8 == 0) r = avx2_rows(lo, hi, b, g, gb, loss);
 #endif
     for (; r + rows <= hi; r += rows) {  // four rows at a time: one pass over g per four rows
       float res[rows];
-      residuals<rows>(r, res);
+      residuals<rows>(r, b, res);
       const float* TESSERA_RESTRICT x0 = x + r * d;
       const float* TESSERA_RESTRICT x1 = x0 + d;
       const float* TESSERA_RESTRICT x2 = x1 + d;
@@ -147,7 +148,7 @@ struct LeastSquaresBlock {
     }
     for (; r < hi; ++r) {  // the last rows of the block
       float res[1];
-      residuals<1>(r, res);
+      residuals<1>(r, b, res);
       const float* x0 = x + r * d;
       for (std::size_t j = 0; j < d; ++j) g[j] += res[0] * x0[j];
       gb += res[0];
@@ -177,10 +178,12 @@ inline std::size_t least_squares_scratch(std::size_t n, std::size_t d) {
   return ((n + least_squares_block_rows - 1) / least_squares_block_rows) * (d + 2);
 }
 
-/// out[0..d) = scale * X^T r, out[d] = scale * sum(r), returns sum(r^2), with r = X w + b - y.
-/// `scratch` holds least_squares_scratch(n, d) floats, `out` d + 2 floats.
+/// out[0..d) = scale * X^T r, out[d] = scale * sum(r), out[d + 1] = sum(r^2), with r = X w + b - y
+/// and b = *bias. Every pointer is in the memory `exec` runs on (device memory for a GPU: the bias
+/// too, so nothing is read on the host). `scratch` holds least_squares_scratch(n, d) floats, `out`
+/// d + 2 floats.
 template <class Exec>
-void least_squares_gradient(Exec&& exec, const float* x, const float* w, float bias, const float* y, std::size_t n,
+void least_squares_gradient(Exec&& exec, const float* x, const float* w, const float* bias, const float* y, std::size_t n,
                             std::size_t d, float scale, float* scratch, float* out) {
   // A system may bring its own kernel for this shape of work (the CUDA device: a warp per row)
   if constexpr (requires { exec.least_squares_gradient(x, w, bias, y, n, d, scale, scratch, out); })

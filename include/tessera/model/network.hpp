@@ -121,7 +121,7 @@ class Network {
                              float scale, bool accumulate) {
     const std::size_t d = arch_.input_dim;
     float* out = raw(fused_out_);
-    detail::least_squares_gradient(Dev::exec(), x, params, params[d], y, rows, d, 2.0f * scale, raw(fused_scratch_),
+    detail::least_squares_gradient(Dev::exec(), x, params, params + d, y, rows, d, 2.0f * scale, raw(fused_scratch_),
                                    out);
     detail::for_each_element(Dev::exec(), d + 1, detail::ScaleInto{grads, out, 1.0f, accumulate});
     float loss = 0.0f;

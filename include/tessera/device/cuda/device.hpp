@@ -36,7 +36,7 @@ struct CudaExec : CudaThrustPolicy {
   CudaContext* context;
 
   /// The fused least-squares gradient's GPU kernel (detail/least_squares.hpp asks for it).
-  bool least_squares_gradient(const float* x, const float* w, float bias, const float* y, std::size_t n, std::size_t d,
+  bool least_squares_gradient(const float* x, const float* w, const float* bias, const float* y, std::size_t n, std::size_t d,
                               float scale, float* scratch, float* out) const {
     return cuda_least_squares_gradient(*this, context->stream(), context->multiprocessors(), x, w, bias, y, n, d, scale,
                                        scratch, out);

@@ -34,7 +34,7 @@ inline constexpr std::size_t cuda_least_squares_max_d = 48 * 1024 / sizeof(float
 
 template <int Rows>
 __global__ void __launch_bounds__(32 * least_squares_warps)
-    least_squares_kernel(const float* __restrict__ x, const float* __restrict__ w, float bias,
+    least_squares_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                          const float* __restrict__ y, std::size_t n, std::size_t d, float* __restrict__ partial) {
   extern __shared__ float shared[];
   float* ws = shared;                 // d: the weights
@@ -46,6 +46,7 @@ __global__ void __launch_bounds__(32 * least_squares_warps)
   __syncthreads();
   float* g = gs + static_cast<std::size_t>(warp) * d;
   float gb = 0.0f, loss = 0.0f;
+  const float b = *bias;  // device memory: read here, never on the host
   const std::size_t warps = static_cast<std::size_t>(gridDim.x) * least_squares_warps;
   const std::size_t groups = (n + Rows - 1) / Rows;
   for (std::size_t grp = blockIdx.x * static_cast<std::size_t>(least_squares_warps) + warp; grp < groups; grp += warps) {
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(32 * least_squares_warps)
       for (int off = 16; off > 0; off >>= 1) dot[q] += __shfl_xor_sync(0xffffffffu, dot[q], off);
     float res[Rows];
 #pragma unroll
-    for (int q = 0; q < Rows; ++q) res[q] = r0 + q < n ? dot[q] + bias - y[r0 + q] : 0.0f;
+    for (int q = 0; q < Rows; ++q) res[q] = r0 + q < n ? dot[q] + b - y[r0 + q] : 0.0f;
     for (std::size_t j = lane; j < d; j += 32) {
       float s = g[j];
 #pragma unroll
@@ -97,10 +98,10 @@ __global__ void __launch_bounds__(32 * least_squares_warps)
   }
 }
 
-/// out[0..d) = scale X^T r, out[d] = scale sum(r), out[d + 1] = sum(r^2), r = X w + b - y, on
+/// out[0..d) = scale X^T r, out[d] = scale sum(r), out[d + 1] = sum(r^2), r = X w + *bias - y, on
 /// `stream`. Returns false (doing nothing) when d is too wide for the kernel's shared memory.
 template <class Exec>
-bool cuda_least_squares_gradient(Exec&& exec, cudaStream_t stream, int sms, const float* x, const float* w, float bias,
+bool cuda_least_squares_gradient(Exec&& exec, cudaStream_t stream, int sms, const float* x, const float* w, const float* bias,
                                  const float* y, std::size_t n, std::size_t d, float scale, float* scratch, float* out) {
   if (d > cuda_least_squares_max_d || n == 0) return false;
   const std::size_t blocks = cuda_least_squares_blocks(n, sms);
