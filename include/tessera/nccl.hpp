@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,10 +28,17 @@
 
 namespace tessera::detail {
 
-/// The GPUs of an NCCL communicator: this process's lanes, each with its own rank.
+/// The GPUs of an NCCL communicator: this process's lanes, each with its own rank. With one
+/// process per GPU, `peers` watches the other processes while a lane waits (throws when one
+/// failed) and `tell` tells them that this one failed.
 class NcclGroup final : public GpuGroup {
  public:
-  explicit NcclGroup(std::vector<nccl::Communicator> comms, std::string how) : comms_(std::move(comms)), how_(std::move(how)) {}
+  struct Peers {
+    std::function<void(const char* what)> watch;
+    std::function<void(const std::string& why)> tell;
+  };
+  explicit NcclGroup(std::vector<nccl::Communicator> comms, std::string how, Peers peers = {})
+      : comms_(std::move(comms)), how_(std::move(how)), peers_(std::move(peers)) {}
   [[nodiscard]] std::size_t lanes() const override { return comms_.size(); }
   [[nodiscard]] int device(std::size_t lane) const override { return comms_[lane].device(); }
   [[nodiscard]] std::size_t world() const override { return static_cast<std::size_t>(comms_[0].size()); }
@@ -53,11 +61,20 @@ class NcclGroup final : public GpuGroup {
   void broadcast(std::size_t lane, float* p, std::size_t n, cudaStream_t s, const char* what) override {
     comms_[lane].broadcast(p, n, 0, s, what);
   }
+  void check(std::size_t lane, const char* what) override {
+    comms_[lane].check_async(what);
+    if (peers_.watch) peers_.watch(what);
+  }
+  void abort(const std::string& why) noexcept override {
+    if (peers_.tell) peers_.tell(why);
+    for (auto& c : comms_) c.abort();
+  }
   [[nodiscard]] const nccl::Communicator& communicator(std::size_t lane) const { return comms_[lane]; }
 
  private:
   std::vector<nccl::Communicator> comms_;
   std::string how_;
+  Peers peers_;
 };
 
 /// The GPUs of one process: devices 0 .. gpus-1 (gpus 0: all of them), one communicator.
@@ -77,7 +94,8 @@ inline std::unique_ptr<NcclGroup> nccl_group_in_process(std::size_t gpus) {
 /// One GPU per rank of MPI_COMM_WORLD: the ranks first agree that each can take part (see
 /// tessera/comm/nccl_mpi.hpp), then join rank 0's unique id.
 inline std::unique_ptr<NcclGroup> nccl_group_over_mpi(std::size_t workers) {
-  const mpi::Communicator world = mpi::Communicator::world();
+  const auto shared = std::make_shared<const mpi::Communicator>(mpi::Communicator::world());
+  const mpi::Communicator& world = *shared;
   std::string problem;
   if (workers > 1)
     problem = "Reduce<NcclAllreduce> across " + std::to_string(world.size()) +
@@ -92,7 +110,11 @@ inline std::unique_ptr<NcclGroup> nccl_group_over_mpi(std::size_t workers) {
     world.notify_failure(e.what());
     throw;
   }
-  return std::make_unique<NcclGroup>(std::move(comms), "one process per GPU, bootstrapped over MPI");
+  // while a lane waits for its collectives it watches for another process's failure notice; a
+  // lane that fails sends one (and marks the job failed: mpi::Environment then ends the job)
+  NcclGroup::Peers peers{[shared](const char* what) { shared->check_notices("a GPU collective", what); },
+                         [shared](const std::string& why) { shared->notify_failure(why); }};
+  return std::make_unique<NcclGroup>(std::move(comms), "one process per GPU, bootstrapped over MPI", std::move(peers));
 }
 #endif
 

@@ -349,6 +349,11 @@ class Communicator {
                                                  std::to_string(differs) + " has \"" + other + "\"");
   }
 
+  /// Throws, as a wait of this group would, when another rank of the group has sent a failure
+  /// notice; returns at once otherwise. For waits outside MPI (a GPU stream, say) that must not
+  /// outlast a failed rank. `op` and `what` name that wait in the message.
+  void check_notices(const char* op, const char* what) const { poll_notices(op, what); }
+
   /// Tells every other rank of the group that this rank stops, with `message` (this rank's error).
   /// They throw at their next wait instead of waiting for this rank forever. Marks the job failed.
   void notify_failure(const std::string& message) const noexcept {

@@ -45,7 +45,15 @@ class Communicator {
     check(ncclCommInitAll(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll", 0,
           static_cast<int>(devices.size()), devices[0], "communicator set-up");
     std::vector<Communicator> out;
-    for (std::size_t i = 0; i < devices.size(); ++i) out.push_back(Communicator(comms[i], devices[i]));
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      try {
+        out.push_back(Communicator(comms[i], devices[i]));
+      } catch (...) {
+        // a constructor that throws owns nothing: comms[i] and the rest are not yet owned
+        for (std::size_t j = i; j < devices.size(); ++j) (void)ncclCommDestroy(comms[j]);
+        throw;
+      }
+    }
     return out;
   }
 
@@ -97,6 +105,22 @@ class Communicator {
   }
   void broadcast(float* p, std::size_t n, int root, cudaStream_t stream, const char* what) const {
     check(ncclBroadcast(p, p, n, ncclFloat32, root, comm_, stream), "ncclBroadcast", rank_, size_, device_, what, comm_);
+  }
+
+  /// Throws when NCCL reports an asynchronous error on this communicator (a peer gone, a network
+  /// failure): called while waiting for its collectives.
+  void check_async(const char* what) const {
+    if (!comm_) return;
+    ncclResult_t async = ncclSuccess;
+    check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError", rank_, size_, device_, what, comm_);
+    check(async, "collective (asynchronous error)", rank_, size_, device_, what, comm_);
+  }
+
+  /// Ends the communicator at once (ncclCommAbort): its collectives still pending on the GPU stop
+  /// instead of waiting for a peer that failed. Only when no thread uses it any more.
+  void abort() noexcept {
+    if (comm_) (void)ncclCommAbort(comm_);
+    comm_ = nullptr;
   }
 
  private:

@@ -25,6 +25,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "tessera/data/dataset.hpp"
@@ -60,6 +62,17 @@ class GpuGroup {
   virtual void max(std::size_t lane, double* p, std::size_t n, cudaStream_t s, const char* what) = 0;
   /// From global lane 0 to every GPU.
   virtual void broadcast(std::size_t lane, float* p, std::size_t n, cudaStream_t s, const char* what) = 0;
+  /// Called while a lane waits for its collectives: throws when they can no longer complete (NCCL
+  /// reports an asynchronous error; one process per GPU: another process failed).
+  virtual void check(std::size_t lane, const char* what) {
+    (void)lane;
+    (void)what;
+  }
+  /// After a lane failed, once no lane of this process issues or waits for collectives any more:
+  /// ends the collectives still pending on the GPUs (NCCL: ncclCommAbort), so that nothing waits
+  /// for the failed lane, and tells the other processes. `why`: the failure. The group is not used
+  /// again.
+  virtual void abort(const std::string& why) noexcept { (void)why; }
 };
 
 /// One GPU: the calling thread's current device. Nothing to sum.
@@ -105,7 +118,7 @@ class CudaEngine {
         buckets_(plan_gradient_buckets(arch, plan.overlap ? plan.bucket_floats : init.size())) {
     lanes_.resize(group.lanes());
     try {
-      team_.run([&](std::size_t w) { setup_lane(w, init, signature); });
+      run_lanes([&](std::size_t w) { setup_lane(w, init, signature); });
     } catch (...) {
       release_lanes();  // the destructor does not run for a constructor that throws
       throw;
@@ -124,7 +137,7 @@ class CudaEngine {
                     ProgressLine& progress) {
     const std::size_t steps = steps_per_epoch(d.rows());
     std::vector<EpochResult> per(lanes_.size());
-    team_.run([&](std::size_t w) { per[w] = lane_epoch(w, d, order, epoch, steps, progress); });
+    run_lanes([&](std::size_t w) { per[w] = lane_epoch(w, d, order, epoch, steps, progress); });
     return per[0];  // every lane holds the global loss
   }
 
@@ -165,6 +178,43 @@ class CudaEngine {
     std::uint64_t steps = 0;
   };
 
+  /// Runs body(lane) on every lane. A lane that fails raises the team's flag; a lane waiting for
+  /// its collectives sees it (wait_stream) and returns, so every thread ends; then the group aborts
+  /// what is still pending on the GPUs and the first failure is rethrown.
+  template <class Body>
+  void run_lanes(Body&& body) {
+    try {
+      team_.run(std::forward<Body>(body));
+    } catch (const CollectiveError&) {
+      throw;  // raised by every lane at the same point, with nothing pending: nobody waits
+    } catch (const std::exception& e) {
+      group_.abort(e.what());
+      throw;
+    } catch (...) {
+      group_.abort("an exception that is not a std::exception");
+      throw;
+    }
+  }
+
+  /// Waits until `stream` has done its work, polling instead of blocking inside CUDA: returns
+  /// false when another lane failed (the caller returns at once), throws when CUDA or the group
+  /// reports an error. A collective whose peer has failed never completes, so a blocking wait here
+  /// would never return.
+  bool wait_stream(std::size_t w, cudaStream_t stream, const char* what) {
+    for (unsigned spin = 0;; ++spin) {
+      const cudaError_t e = cudaStreamQuery(stream);
+      if (e == cudaSuccess) return true;
+      if (e != cudaErrorNotReady) cuda_check(e, "cudaStreamQuery", what);
+      (void)cudaGetLastError();  // cudaErrorNotReady is not an error: leave nothing behind
+      if (team_.failed()) return false;
+      if (spin % 64 == 0) group_.check(w, what);
+      if (spin < 1024)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
   void setup_lane(std::size_t w, std::span<const float> init, const std::string& signature) {
     lanes_[w] = std::make_unique<Lane>();
     Lane& l = *lanes_[w];
@@ -201,13 +251,13 @@ class CudaEngine {
       const double h = setup_hash(signature);
       l.pinned_loss[0] = h;
       l.pinned_loss[1] = -h;
-      exchange(l, w, 2, [&](double* p) { group_.max(w, p, 2, l.comm, "training set-up agreement"); });
+      if (!exchange(l, w, 2, [&](double* p) { group_.max(w, p, 2, l.comm, "training set-up agreement"); })) return;
       if (l.pinned_loss[0] != h || -l.pinned_loss[1] != h)
-        throw Error(ErrorKind::invalid_argument,
+        throw CollectiveError(ErrorKind::invalid_argument,
                     "Trainer::fit: the GPUs (" + group_.describe() + ") do not all train the same set-up; GPU " +
                         std::to_string(group_.global_lane(w)) + " has: " + signature);
       group_.broadcast(w, raw(l.params), p_, l.comm, "initial parameters");
-      cuda_check(cudaStreamSynchronize(l.comm), "cudaStreamSynchronize", "initial parameters");
+      if (!wait_stream(w, l.comm, "initial parameters")) return;
     }
     l.ctx->synchronize(what);
   }
@@ -215,11 +265,14 @@ class CudaEngine {
   /// Frees every lane, each with its own GPU current: its device vectors (Thrust frees them on the
   /// current device), streams, events and pinned buffers.
   void release_lanes() noexcept {
+    int current = 0;
+    const bool known = cudaGetDevice(&current) == cudaSuccess;
     for (auto& l : lanes_) {
       if (!l) continue;
       release_lane(*l);
       l.reset();
     }
+    if (known) (void)cudaSetDevice(current);  // the caller stays on its own GPU
   }
 
   static void release_lane(Lane& l) {
@@ -241,15 +294,16 @@ class CudaEngine {
 
   /// Runs a collective on n doubles held in the lane's pinned buffer: up to the device, the
   /// collective on the communication stream, back, and waits (the value is needed on the host).
+  /// False when another lane failed meanwhile (see wait_stream).
   template <class Collective>
-  void exchange(Lane& l, std::size_t, std::size_t n, Collective&& collective) {
+  [[nodiscard]] bool exchange(Lane& l, std::size_t w, std::size_t n, Collective&& collective) {
     double* dev = thrust::raw_pointer_cast(l.loss.data());
     cuda_check(cudaMemcpyAsync(dev, l.pinned_loss, n * sizeof(double), cudaMemcpyHostToDevice, l.comm), "cudaMemcpyAsync",
                "loss to the device");
     collective(dev);
     cuda_check(cudaMemcpyAsync(l.pinned_loss, dev, n * sizeof(double), cudaMemcpyDeviceToHost, l.comm), "cudaMemcpyAsync",
                "loss to the host");
-    cuda_check(cudaStreamSynchronize(l.comm), "cudaStreamSynchronize", "step loss over the GPUs");
+    return wait_stream(w, l.comm, "step loss over the GPUs");
   }
 
   /// This GPU's positions of step s: its share of the global batch.
@@ -356,7 +410,7 @@ class CudaEngine {
         cuda_check(cudaStreamWaitEvent(l.ctx->stream(), l.summed, 0), "cudaStreamWaitEvent", "gradient sum");
         const auto c0 = clock::now();
         l.pinned_loss[0] = loss;
-        exchange(l, w, 1, [&](double* p) { group_.sum(w, p, 1, l.comm, "step loss"); });
+        if (!exchange(l, w, 1, [&](double* p) { group_.sum(w, p, 1, l.comm, "step loss"); })) return res;
         loss = l.pinned_loss[0];
         comm = since(c0);
       }
@@ -377,7 +431,7 @@ class CudaEngine {
 
   void check_finite(double loss, std::size_t epoch, std::size_t step) const {
     if (!std::isfinite(loss))  // the global loss: every lane throws at the same step
-      throw Error(ErrorKind::runtime, "Trainer::fit: the loss became " + std::to_string(loss) + " at epoch " +
+      throw CollectiveError(ErrorKind::runtime, "Trainer::fit: the loss became " + std::to_string(loss) + " at epoch " +
                                           std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + " on " +
                                           group_.describe() + "; the model is left unchanged. Lower the learning rate (" +
                                           opt_.describe() + ") or standardise the features");

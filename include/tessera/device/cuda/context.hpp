@@ -122,22 +122,25 @@ inline CudaContext& cuda_context() {
 }
 
 /// While alive, the calling thread works on `c`'s GPU with `c`'s stream (a training engine binds
-/// each GPU's context on the thread that drives it).
+/// each GPU's context on the thread that drives it). Afterwards the thread is back on the context
+/// and the current device it had, so a caller's later CUDA work stays on its own GPU.
 class BindCuda {
  public:
   explicit BindCuda(CudaContext& c) : previous_(bound_cuda_context()) {
+    cuda_check(cudaGetDevice(&previous_device_), "cudaGetDevice", "binding a device context");
     cuda_check(cudaSetDevice(c.device()), "cudaSetDevice", "binding a device context");
     bound_cuda_context() = &c;
   }
   ~BindCuda() {
     bound_cuda_context() = previous_;
-    if (previous_) (void)cudaSetDevice(previous_->device());
+    (void)cudaSetDevice(previous_device_);
   }
   BindCuda(const BindCuda&) = delete;
   BindCuda& operator=(const BindCuda&) = delete;
 
  private:
   CudaContext* previous_;
+  int previous_device_ = 0;
 };
 
 }  // namespace tessera::detail
