@@ -404,10 +404,18 @@ class CudaEngine {
       start_buckets(l, w, 0);  // the buckets the backward pass did not start
       // the next share's copy overlaps this step's backward pass and update
       if (plan_.prefetch && s + 1 < steps) stage(l, w, d, order, s + 1);
-      double comm = 0.0;
-      if (many) {
+      if (many) {  // the update waits for every bucket's sum
         cuda_check(cudaEventRecord(l.summed, l.comm), "cudaEventRecord", "gradient sum");
         cuda_check(cudaStreamWaitEvent(l.ctx->stream(), l.summed, 0), "cudaStreamWaitEvent", "gradient sum");
+      }
+      // The update and the next share's copy are enqueued before the host waits for the step's
+      // loss, so the GPU works while the loss is summed; a non-finite loss still stops the fit
+      // below, and the Model is only written at the end, so it is left unchanged.
+      l.state->update(Cuda::exec(), raw(l.params), raw(l.grads), 0, p_, lr, ++l.steps);
+      cuda_check(cudaEventRecord(l.consumed[k], l.ctx->stream()), "cudaEventRecord", "step end");
+      if (!plan_.prefetch && s + 1 < steps) stage(l, w, d, order, s + 1);
+      double comm = 0.0;
+      if (many) {
         const auto c0 = clock::now();
         l.pinned_loss[0] = loss;
         if (!exchange(l, w, 1, [&](double* p) { group_.sum(w, p, 1, l.comm, "step loss"); })) return res;
@@ -415,9 +423,6 @@ class CudaEngine {
         comm = since(c0);
       }
       check_finite(loss, epoch, s);
-      l.state->update(Cuda::exec(), raw(l.params), raw(l.grads), 0, p_, lr, ++l.steps);
-      cuda_check(cudaEventRecord(l.consumed[k], l.ctx->stream()), "cudaEventRecord", "step end");
-      if (!plan_.prefetch && s + 1 < steps) stage(l, w, d, order, s + 1);
       res.loss_sum += loss;
       res.communication_seconds += comm;
       res.compute_seconds += since(t0) - comm;
