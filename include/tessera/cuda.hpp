@@ -65,6 +65,26 @@ struct DeviceBackend<Cuda> {
                         std::to_string(train.shard.index) + " of " + std::to_string(train.shard.count));
 
     const std::unique_ptr<GpuGroup> group = GpuReduce<reduce>::group(opt);
+    try {
+      return fit_on(*group, trainer, model, train, validation, cbs...);
+    } catch (const CollectiveError&) {
+      throw;  // raised by every GPU at the same point: nothing pending
+    } catch (const std::exception& e) {
+      group->abort(e.what());  // e.g. a callback or the validation that threw on one process only
+      throw;
+    } catch (...) {
+      group->abort("an exception that is not a std::exception");
+      throw;
+    }
+  }
+
+ private:
+  template <class Trainer, class... Callbacks>
+  static History fit_on(GpuGroup& g, const Trainer& trainer, Model& model, const data::Dataset& train,
+                        const data::Dataset* validation, Callbacks&... cbs) {
+    GpuGroup* const group = &g;
+    using policies = typename Trainer::policies;
+    const TrainerOptions& opt = trainer.options();
     CudaPlan plan;
     plan.batch = opt.batch_size;
     plan.micro_batches = opt.micro_batches;

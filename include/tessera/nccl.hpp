@@ -36,9 +36,11 @@ class NcclGroup final : public GpuGroup {
   struct Peers {
     std::function<void(const char* what)> watch;
     std::function<void(const std::string& why)> tell;
+    double limit = 0.0;  ///< seconds a wait for a collective may last (0: no limit)
   };
-  explicit NcclGroup(std::vector<nccl::Communicator> comms, std::string how, Peers peers = {})
+  NcclGroup(std::vector<nccl::Communicator> comms, std::string how, Peers peers)
       : comms_(std::move(comms)), how_(std::move(how)), peers_(std::move(peers)) {}
+  NcclGroup(std::vector<nccl::Communicator> comms, std::string how) : comms_(std::move(comms)), how_(std::move(how)) {}
   [[nodiscard]] std::size_t lanes() const override { return comms_.size(); }
   [[nodiscard]] int device(std::size_t lane) const override { return comms_[lane].device(); }
   [[nodiscard]] std::size_t world() const override { return static_cast<std::size_t>(comms_[0].size()); }
@@ -65,7 +67,10 @@ class NcclGroup final : public GpuGroup {
     comms_[lane].check_async(what);
     if (peers_.watch) peers_.watch(what);
   }
+  [[nodiscard]] double wait_limit() const override { return peers_.limit; }
   void abort(const std::string& why) noexcept override {
+    if (aborted_) return;
+    aborted_ = true;
     if (peers_.tell) peers_.tell(why);
     for (auto& c : comms_) c.abort();
   }
@@ -75,6 +80,7 @@ class NcclGroup final : public GpuGroup {
   std::vector<nccl::Communicator> comms_;
   std::string how_;
   Peers peers_;
+  bool aborted_ = false;
 };
 
 /// The GPUs of one process: devices 0 .. gpus-1 (gpus 0: all of them), one communicator.
@@ -113,7 +119,7 @@ inline std::unique_ptr<NcclGroup> nccl_group_over_mpi(std::size_t workers) {
   // while a lane waits for its collectives it watches for another process's failure notice; a
   // lane that fails sends one (and marks the job failed: mpi::Environment then ends the job)
   NcclGroup::Peers peers{[shared](const char* what) { shared->check_notices("a GPU collective", what); },
-                         [shared](const std::string& why) { shared->notify_failure(why); }};
+                         [shared](const std::string& why) { shared->notify_failure(why); }, mpi::timeout()};
   return std::make_unique<NcclGroup>(std::move(comms), "one process per GPU, bootstrapped over MPI", std::move(peers));
 }
 #endif

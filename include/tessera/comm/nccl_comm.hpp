@@ -8,6 +8,7 @@
 #include <nccl.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,12 @@
 #include "tessera/device/cuda/check.hpp"
 
 namespace tessera::nccl {
+
+/// NCCL connects the GPUs while creating a communicator instead of inside the first collective of
+/// each algorithm (NCCL_RUNTIME_CONNECT=0), unless the environment already says otherwise: a lane
+/// then never blocks on the host inside an all-reduce call waiting for a peer to connect, so a
+/// peer that failed can always be noticed while waiting (train/cuda_engine.hpp).
+inline void connect_at_creation() noexcept { (void)::setenv("NCCL_RUNTIME_CONNECT", "0", 0); }
 
 /// Throws when `status` is not ncclSuccess: "NCCL ncclAllReduce failed on rank 1 of 2 (device 1,
 /// gradient bucket): unhandled cuda error (... NCCL's last error ...)".
@@ -42,6 +49,7 @@ class Communicator {
                       "nccl::Communicator::init_all: device " + std::to_string(d) + " does not exist (this process sees " +
                           std::to_string(count) + " CUDA device(s))");
     std::vector<ncclComm_t> comms(devices.size(), nullptr);
+    connect_at_creation();
     check(ncclCommInitAll(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll", 0,
           static_cast<int>(devices.size()), devices[0], "communicator set-up");
     std::vector<Communicator> out;
@@ -70,8 +78,13 @@ class Communicator {
   Communicator(const ncclUniqueId& id, int rank, int size, int device) : device_(device) {
     detail::require(size >= 1 && rank >= 0 && rank < size, ErrorKind::invalid_argument,
                     "nccl::Communicator: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(size) + ")");
+    int current = 0;
+    detail::cuda_check(cudaGetDevice(&current), "cudaGetDevice", "NCCL communicator set-up");
     detail::cuda_check(cudaSetDevice(device), "cudaSetDevice", "NCCL communicator set-up");
-    check(ncclCommInitRank(&comm_, size, id, rank), "ncclCommInitRank", rank, size, device, "communicator set-up");
+    connect_at_creation();
+    const ncclResult_t made = ncclCommInitRank(&comm_, size, id, rank);
+    (void)cudaSetDevice(current);  // the caller stays on its own device
+    check(made, "ncclCommInitRank", rank, size, device, "communicator set-up");
     read_shape();
   }
 

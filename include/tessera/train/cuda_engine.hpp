@@ -73,6 +73,9 @@ class GpuGroup {
   /// for the failed lane, and tells the other processes. `why`: the failure. The group is not used
   /// again.
   virtual void abort(const std::string& why) noexcept { (void)why; }
+  /// Seconds a lane may wait for its collectives before it gives up (0: no limit). One process
+  /// per GPU: the MPI time-out, so that a stuck peer process ends the job as on the CPU.
+  [[nodiscard]] virtual double wait_limit() const { return 0.0; }
 };
 
 /// One GPU: the calling thread's current device. Nothing to sum.
@@ -201,13 +204,21 @@ class CudaEngine {
   /// reports an error. A collective whose peer has failed never completes, so a blocking wait here
   /// would never return.
   bool wait_stream(std::size_t w, cudaStream_t stream, const char* what) {
+    const auto start = clock::now();
+    const double limit = group_.wait_limit();
     for (unsigned spin = 0;; ++spin) {
       const cudaError_t e = cudaStreamQuery(stream);
       if (e == cudaSuccess) return true;
       if (e != cudaErrorNotReady) cuda_check(e, "cudaStreamQuery", what);
-      (void)cudaGetLastError();  // cudaErrorNotReady is not an error: leave nothing behind
       if (team_.failed()) return false;
-      if (spin % 64 == 0) group_.check(w, what);
+      if (spin % 64 == 0) {
+        group_.check(w, what);
+        if (limit > 0.0 && since(start) > limit)
+          throw Error(ErrorKind::runtime, "Trainer::fit: GPU " + std::to_string(group_.global_lane(w)) + " of " +
+                                              group_.describe() + " waited " + std::to_string(since(start)) + " s in " +
+                                              what + " without every GPU arriving (limit " + std::to_string(limit) +
+                                              " s, TESSERA_MPI_TIMEOUT)");
+      }
       if (spin < 1024)
         std::this_thread::yield();
       else
@@ -251,7 +262,9 @@ class CudaEngine {
       const double h = setup_hash(signature);
       l.pinned_loss[0] = h;
       l.pinned_loss[1] = -h;
-      if (!exchange(l, w, 2, [&](double* p) { group_.max(w, p, 2, l.comm, "training set-up agreement"); })) return;
+      if (!exchange(l, w, 2, "training set-up agreement",
+                    [&](double* p) { group_.max(w, p, 2, l.comm, "training set-up agreement"); }))
+        return;
       if (l.pinned_loss[0] != h || -l.pinned_loss[1] != h)
         throw CollectiveError(ErrorKind::invalid_argument,
                     "Trainer::fit: the GPUs (" + group_.describe() + ") do not all train the same set-up; GPU " +
@@ -296,14 +309,14 @@ class CudaEngine {
   /// collective on the communication stream, back, and waits (the value is needed on the host).
   /// False when another lane failed meanwhile (see wait_stream).
   template <class Collective>
-  [[nodiscard]] bool exchange(Lane& l, std::size_t w, std::size_t n, Collective&& collective) {
+  [[nodiscard]] bool exchange(Lane& l, std::size_t w, std::size_t n, const char* what, Collective&& collective) {
     double* dev = thrust::raw_pointer_cast(l.loss.data());
     cuda_check(cudaMemcpyAsync(dev, l.pinned_loss, n * sizeof(double), cudaMemcpyHostToDevice, l.comm), "cudaMemcpyAsync",
                "loss to the device");
     collective(dev);
     cuda_check(cudaMemcpyAsync(l.pinned_loss, dev, n * sizeof(double), cudaMemcpyDeviceToHost, l.comm), "cudaMemcpyAsync",
                "loss to the host");
-    return wait_stream(w, l.comm, "step loss over the GPUs");
+    return wait_stream(w, l.comm, what);
   }
 
   /// This GPU's positions of step s: its share of the global batch.
@@ -418,7 +431,8 @@ class CudaEngine {
       if (many) {
         const auto c0 = clock::now();
         l.pinned_loss[0] = loss;
-        if (!exchange(l, w, 1, [&](double* p) { group_.sum(w, p, 1, l.comm, "step loss"); })) return res;
+        if (!exchange(l, w, 1, "the step's loss over the GPUs", [&](double* p) { group_.sum(w, p, 1, l.comm, "step loss"); }))
+          return res;
         loss = l.pinned_loss[0];
         comm = since(c0);
       }
