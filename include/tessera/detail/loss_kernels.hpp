@@ -92,4 +92,43 @@ double loss_rows(Exec&& exec, Loss l, const float* z, const float* y, float* gra
   return 0.0;
 }
 
+/// Reads the stored loss of row r.
+struct ReadRowLoss {
+  const double* v;
+  TESSERA_HD double operator()(std::size_t r) const { return v[r]; }
+};
+
+/// Writes row r's loss to out[r] (and its gradient, as the row functor does).
+template <class Row>
+struct StoreRowLoss {
+  Row row;
+  double* out;
+  TESSERA_HD void operator()(std::size_t r) const { out[r] = row(r); }
+};
+
+/// As loss_rows, but the per-row losses go to `per_row` (rows doubles, in the memory `exec` runs
+/// on) instead of being summed: nothing returns to the host, so a GPU's host thread can enqueue the
+/// backward pass at once and sum the losses (sum_row_losses) when the pass is enqueued.
+template <class Exec>
+void loss_rows_into(Exec&& exec, Loss l, const float* z, const float* y, float* grad, std::size_t rows, std::size_t cols,
+                    float scale, double* per_row) {
+  switch (l) {
+    case Loss::mean_squared_error:
+      for_each_index(exec, rows, StoreRowLoss<SquaredErrorRow>{{z, y, grad, cols, scale}, per_row});
+      break;
+    case Loss::binary_cross_entropy:
+      for_each_index(exec, rows, StoreRowLoss<BinaryCrossEntropyRow>{{z, y, grad, cols, scale}, per_row});
+      break;
+    case Loss::softmax_cross_entropy:
+      for_each_index(exec, rows, StoreRowLoss<SoftmaxCrossEntropyRow>{{z, y, grad, cols, scale}, per_row});
+      break;
+  }
+}
+
+/// The sum of loss_rows_into's per-row losses: the same value loss_rows returns.
+template <class Exec>
+double sum_row_losses(Exec&& exec, const double* per_row, std::size_t rows) {
+  return sum_over(exec, rows, ReadRowLoss{per_row});
+}
+
 }  // namespace tessera::detail

@@ -37,6 +37,7 @@ class Network {
       fused_out_.resize(arch_.input_dim + 2);
       return;
     }
+    if constexpr (defer_loss) row_loss_.resize(rows);
     delta_[0].resize(rows * arch_.max_width());
     delta_[1].resize(rows * arch_.max_width());
     ones_.resize(rows);
@@ -70,14 +71,21 @@ class Network {
     reserve(rows);
     double loss_sum = 0.0;
     if (arch_.is_linear_least_squares()) {
-      loss_sum = fused_least_squares(params, x, y, rows, grads, scale, accumulate);
+      fused_least_squares(params, x, y, rows, grads, scale, accumulate);
       if (weight_decay > 0.0f) add_weight_decay(arch_.layers[0], params, grads, weight_decay);
       layer_done(std::size_t{0});
+      // the loss is read once the gradient (and any sum started by layer_done) is enqueued
+      float loss = 0.0f;
+      Dev::download(raw(fused_out_) + arch_.input_dim + 1, &loss, 1);
+      loss_sum = loss;
     } else {
       const float* out = forward(params, x, rows);
       float* d = raw(delta_[0]);
       float* d_prev = raw(delta_[1]);
-      loss_sum = detail::loss_rows(Dev::exec(), arch_.loss, out, y, d, rows, arch_.output_dim(), scale);
+      if constexpr (defer_loss)
+        detail::loss_rows_into(Dev::exec(), arch_.loss, out, y, d, rows, arch_.output_dim(), scale, raw(row_loss_));
+      else
+        loss_sum = detail::loss_rows(Dev::exec(), arch_.loss, out, y, d, rows, arch_.output_dim(), scale);
       for (std::size_t l = arch_.layers.size(); l-- > 0;) {
         const DenseLayer& L = arch_.layers[l];
         detail::activation_backward(Dev::exec(), L.activation, d, raw(acts_[l]), rows, L.out);
@@ -92,6 +100,9 @@ class Network {
           std::swap(d, d_prev);
         }
       }
+      // the one wait of the pass, once all of it is enqueued (the loss is summed after the
+      // gradient kernels in stream order)
+      if constexpr (defer_loss) loss_sum = detail::sum_row_losses(Dev::exec(), raw(row_loss_), rows);
     }
     return loss_sum;
   }
@@ -115,18 +126,22 @@ class Network {
   }
 
  private:
-  static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
+  /// On a fine-grained system (a GPU) the per-row losses stay on the device until the backward
+  /// pass is enqueued: summing them at once would make the host wait for the forward pass before
+  /// it could enqueue the backward one, leaving the GPU idle meanwhile.
+  static constexpr bool defer_loss = detail::fine_grained<decltype(Dev::exec())>;
 
-  double fused_least_squares(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
-                             float scale, bool accumulate) {
+  static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
+  static double* raw(typename Dev::template vector<double>& v) { return thrust::raw_pointer_cast(v.data()); }
+
+  /// The gradient into grads; the loss sum stays in fused_out_[d + 1].
+  void fused_least_squares(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
+                           float scale, bool accumulate) {
     const std::size_t d = arch_.input_dim;
     float* out = raw(fused_out_);
     detail::least_squares_gradient(Dev::exec(), x, params, params + d, y, rows, d, 2.0f * scale, raw(fused_scratch_),
                                    out);
     detail::for_each_element(Dev::exec(), d + 1, detail::ScaleInto{grads, out, 1.0f, accumulate});
-    float loss = 0.0f;
-    Dev::download(out + d + 1, &loss, 1);
-    return loss;
   }
 
   void add_weight_decay(const DenseLayer& L, const float* params, float* grads, float weight_decay) {
@@ -140,6 +155,7 @@ class Network {
   vector delta_[2];
   vector ones_;
   vector fused_scratch_, fused_out_;
+  typename Dev::template vector<double> row_loss_;  ///< per-row losses (defer_loss only)
 };
 
 }  // namespace tessera
