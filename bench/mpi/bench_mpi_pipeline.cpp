@@ -26,7 +26,7 @@ using namespace tessera;
 namespace {
 
 constexpr std::size_t width = 256, layers = 8, batch = 512, steps = 16;
-int ranks = 1, rank = 0;
+int ranks = 1;  // of the job, for the counters
 
 Model uniform_model() {
   std::vector<DenseSpec> specs(layers - 1, {width, act::relu});
@@ -72,11 +72,8 @@ void columns(benchmark::State& state) {
 
 int main(int argc, char** argv) {
   mpi::Environment env(&argc, &argv);
-  {
-    const auto w = mpi::Communicator::world();
-    ranks = w.size();
-    rank = w.rank();
-  }
+  const bench::Job job = bench::job();
+  ranks = job.ranks;
   for (int m : {1, 2, 4, 8, 16, 32}) {
     benchmark::RegisterBenchmark(("BM_mpi_pipeline_1f1b/M:" + std::to_string(m)).c_str(), pipeline<OneFOneB>)
         ->Arg(m)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -86,5 +83,5 @@ int main(int argc, char** argv) {
         ->Arg(m)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark("BM_mpi_columns", columns)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
-  return tessera::bench::run_on_ranks(argc, argv, rank);
+  return tessera::bench::run_on_ranks(argc, argv, job.rank);
 }

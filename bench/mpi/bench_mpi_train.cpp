@@ -21,7 +21,7 @@ using tessera::bench::synthetic;
 
 namespace {
 
-int ranks = 1, rank = 0;
+int ranks = 1;  // of the job, for the counters
 
 void train(benchmark::State& state, const std::vector<std::size_t>& sizes, std::size_t batch, std::size_t steps,
            bool overlap) {
@@ -53,11 +53,8 @@ void train(benchmark::State& state, const std::vector<std::size_t>& sizes, std::
 
 int main(int argc, char** argv) {
   mpi::Environment env(&argc, &argv);
-  {
-    const auto w = mpi::Communicator::world();
-    ranks = w.size();
-    rank = w.rank();
-  }
+  const bench::Job job = bench::job();
+  ranks = job.ranks;
   for (bool overlap : {true, false}) {
     const std::string tag = overlap ? "/overlap" : "/no_overlap";
     benchmark::RegisterBenchmark(("BM_mpi_mlp_784_1024_1024_10_batch256" + tag).c_str(),
@@ -67,5 +64,5 @@ int main(int argc, char** argv) {
                                  [overlap](benchmark::State& s) { train(s, {64, 128, 128, 10}, 64, 200, overlap); })
         ->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
-  return tessera::bench::run_on_ranks(argc, argv, rank);
+  return tessera::bench::run_on_ranks(argc, argv, job.rank);
 }

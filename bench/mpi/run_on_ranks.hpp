@@ -7,7 +7,18 @@
 
 #include <vector>
 
+#include <tessera/mpi.hpp>
+
 namespace tessera::bench {
+
+/// This process's rank and the job's number of ranks (MPI_COMM_WORLD; MPI initialised).
+struct Job {
+  int rank = 0, ranks = 1;
+};
+inline Job job() {
+  const auto w = mpi::Communicator::world();
+  return {w.rank(), w.size()};
+}
 
 inline int run_on_ranks(int& argc, char** argv, int rank) {
   struct Quiet : benchmark::BenchmarkReporter {

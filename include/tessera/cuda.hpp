@@ -70,7 +70,9 @@ struct DeviceBackend<Cuda> {
     } catch (const CollectiveError&) {
       throw;  // raised by every GPU at the same point: nothing pending
     } catch (const std::exception& e) {
-      group->abort(e.what());  // e.g. a callback or the validation that threw on one process only
+      // A lane's failure was aborted by the engine already (before it freed its lanes; abort is
+      // idempotent); this covers the rest: a callback or the validation that threw on one process.
+      group->abort(e.what());
       throw;
     } catch (...) {
       group->abort("an exception that is not a std::exception");
@@ -80,9 +82,8 @@ struct DeviceBackend<Cuda> {
 
  private:
   template <class Trainer, class... Callbacks>
-  static History fit_on(GpuGroup& g, const Trainer& trainer, Model& model, const data::Dataset& train,
+  static History fit_on(GpuGroup& group, const Trainer& trainer, Model& model, const data::Dataset& train,
                         const data::Dataset* validation, Callbacks&... cbs) {
-    GpuGroup* const group = &g;
     using policies = typename Trainer::policies;
     const TrainerOptions& opt = trainer.options();
     CudaPlan plan;
@@ -98,15 +99,15 @@ struct DeviceBackend<Cuda> {
         std::to_string(plan.batch) + " per GPU | epochs " + std::to_string(opt.epochs) + " | seed " +
         std::to_string(opt.seed) + " | " + policies::split::name + ", " + policies::load::name + " | " +
         trainer.optimizer().describe() + " | micro-batches " + std::to_string(plan.micro_batches);
-    CudaEngine engine(arch, model.weight_decay(), trainer.optimizer(), model.parameters(), plan, opt.epochs, *group,
+    CudaEngine engine(arch, model.weight_decay(), trainer.optimizer(), model.parameters(), plan, opt.epochs, group,
                       train.cols(), train.target_dim, signature);
 
     const std::size_t n = train.rows();
-    ProgressLine progress(group->global_lane(0) == 0 ? opt.progress : Progress::never, opt.epochs,
+    ProgressLine progress(group.global_lane(0) == 0 ? opt.progress : Progress::never, opt.epochs,
                           engine.steps_per_epoch(n));
     History h;
     h.samples = n;
-    h.workers = group->world();
+    h.workers = group.world();
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     for (std::size_t epoch = 0; epoch < opt.epochs; ++epoch) {

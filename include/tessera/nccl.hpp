@@ -40,7 +40,6 @@ class NcclGroup final : public GpuGroup {
   };
   NcclGroup(std::vector<nccl::Communicator> comms, std::string how, Peers peers)
       : comms_(std::move(comms)), how_(std::move(how)), peers_(std::move(peers)) {}
-  NcclGroup(std::vector<nccl::Communicator> comms, std::string how) : comms_(std::move(comms)), how_(std::move(how)) {}
   [[nodiscard]] std::size_t lanes() const override { return comms_.size(); }
   [[nodiscard]] int device(std::size_t lane) const override { return comms_[lane].device(); }
   [[nodiscard]] std::size_t world() const override { return static_cast<std::size_t>(comms_[0].size()); }
@@ -93,7 +92,8 @@ inline std::unique_ptr<NcclGroup> nccl_group_in_process(std::size_t gpus) {
                       std::to_string(count));
   std::vector<int> devices;
   for (std::size_t d = 0; d < use; ++d) devices.push_back(static_cast<int>(d));
-  return std::make_unique<NcclGroup>(nccl::Communicator::init_all(devices), "one process, ncclCommInitAll");
+  return std::make_unique<NcclGroup>(nccl::Communicator::init_all(devices), "one process, ncclCommInitAll",
+                                     NcclGroup::Peers{});
 }
 
 #if defined(TESSERA_NCCL_WITH_MPI)

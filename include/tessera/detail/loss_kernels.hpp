@@ -80,16 +80,22 @@ inline double loss_normaliser(Loss l, std::size_t rows, std::size_t cols) {
   return l == Loss::softmax_cross_entropy ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
 }
 
+/// Calls f with loss `l`'s row functor (value and, when `grad` is set, scaled gradient per row).
+template <class F>
+decltype(auto) with_loss_row(Loss l, const float* z, const float* y, float* grad, std::size_t cols, float scale, F&& f) {
+  switch (l) {
+    case Loss::mean_squared_error: return f(SquaredErrorRow{z, y, grad, cols, scale});
+    case Loss::binary_cross_entropy: return f(BinaryCrossEntropyRow{z, y, grad, cols, scale});
+    case Loss::softmax_cross_entropy: break;
+  }
+  return f(SoftmaxCrossEntropyRow{z, y, grad, cols, scale});  // the last Loss (every value is a case)
+}
+
 /// Sum of the per-row losses of `rows` rows; writes the scaled gradient when `grad` is not null.
 template <class Exec>
 double loss_rows(Exec&& exec, Loss l, const float* z, const float* y, float* grad, std::size_t rows,
                  std::size_t cols, float scale) {
-  switch (l) {
-    case Loss::mean_squared_error: return sum_over(exec, rows, SquaredErrorRow{z, y, grad, cols, scale});
-    case Loss::binary_cross_entropy: return sum_over(exec, rows, BinaryCrossEntropyRow{z, y, grad, cols, scale});
-    case Loss::softmax_cross_entropy: return sum_over(exec, rows, SoftmaxCrossEntropyRow{z, y, grad, cols, scale});
-  }
-  return 0.0;
+  return with_loss_row(l, z, y, grad, cols, scale, [&](auto row) { return sum_over(exec, rows, row); });
 }
 
 /// Reads the stored loss of row r.
@@ -112,17 +118,8 @@ struct StoreRowLoss {
 template <class Exec>
 void loss_rows_into(Exec&& exec, Loss l, const float* z, const float* y, float* grad, std::size_t rows, std::size_t cols,
                     float scale, double* per_row) {
-  switch (l) {
-    case Loss::mean_squared_error:
-      for_each_index(exec, rows, StoreRowLoss<SquaredErrorRow>{{z, y, grad, cols, scale}, per_row});
-      break;
-    case Loss::binary_cross_entropy:
-      for_each_index(exec, rows, StoreRowLoss<BinaryCrossEntropyRow>{{z, y, grad, cols, scale}, per_row});
-      break;
-    case Loss::softmax_cross_entropy:
-      for_each_index(exec, rows, StoreRowLoss<SoftmaxCrossEntropyRow>{{z, y, grad, cols, scale}, per_row});
-      break;
-  }
+  with_loss_row(l, z, y, grad, cols, scale,
+                [&](auto row) { for_each_index(exec, rows, StoreRowLoss<decltype(row)>{row, per_row}); });
 }
 
 /// The sum of loss_rows_into's per-row losses: the same value loss_rows returns.
