@@ -1,9 +1,11 @@
 // The main example: softmax regression and a multi-layer perceptron trained on the handwritten
 // digits shipped in data/digits.csv (1797 8x8 images, 10 classes), reporting test accuracy.
 //
-//   digits [path/to/digits.csv] [--epochs N] [--export-split DIR]
+//   digits [path/to/digits.csv] [--epochs N] [--export-split DIR] [--history DIR]
 //
 // --export-split writes the exact train/test split as CSV, for bench/sklearn_digits.py.
+// --history writes each fit's history (per epoch: loss, test accuracy, times) as DIR/softmax.csv
+// and DIR/mlp.csv, for tools/plot.py.
 #include <tessera/tessera.hpp>
 
 #include <cstdio>
@@ -37,15 +39,17 @@ void report(const char* name, const Model& model, const History& h, const data::
 }  // namespace
 
 int main(int argc, char** argv) try {
-  std::string path = std::string(TESSERA_DATA_DIR) + "/digits.csv", export_dir;
+  std::string path = std::string(TESSERA_DATA_DIR) + "/digits.csv", export_dir, history_dir;
   std::size_t epochs = 20;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--epochs") && i + 1 < argc) {
       epochs = std::strtoul(argv[++i], nullptr, 10);
     } else if (!std::strcmp(argv[i], "--export-split") && i + 1 < argc) {
       export_dir = argv[++i];
+    } else if (!std::strcmp(argv[i], "--history") && i + 1 < argc) {
+      history_dir = argv[++i];
     } else if (argv[i][0] == '-') {
-      std::fprintf(stderr, "usage: %s [digits.csv] [--epochs N] [--export-split DIR]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [digits.csv] [--epochs N] [--export-split DIR] [--history DIR]\n", argv[0]);
       return 2;
     } else {
       path = argv[i];
@@ -73,7 +77,8 @@ int main(int argc, char** argv) try {
   Trainer<DataSplit<Random>> trainer({.batch_size = 8, .epochs = epochs, .seed = 42, .workers = 2}, optim::adam(1e-2));
 
   Model softmax = models::softmax_regression(64, 10, {.seed = 42, .weight_decay = 1e-3f});
-  report("softmax regression", softmax, trainer.fit(softmax, train, test), test);
+  const History hs = trainer.fit(softmax, train, test);
+  report("softmax regression", softmax, hs, test);
 
   Model mlp = models::mlp({64, 128, 10}, act::relu, loss::softmax_cross_entropy, {.seed = 42});
   const History h = trainer.fit(mlp, train, test);
@@ -81,6 +86,12 @@ int main(int argc, char** argv) try {
   for (const EpochRecord& e : h.epochs)
     if (e.epoch % 5 == 0 || e.epoch == 1)
       std::printf("  mlp epoch %2zu  loss %.4f  test accuracy %.4f\n", e.epoch, e.loss, e.validation_metric);
+  if (!history_dir.empty()) {
+    std::filesystem::create_directories(history_dir);
+    hs.write_csv(history_dir + "/softmax.csv");
+    h.write_csv(history_dir + "/mlp.csv");
+    std::printf("wrote %s/softmax.csv and %s/mlp.csv\n", history_dir.c_str(), history_dir.c_str());
+  }
   return 0;
 } catch (const tessera::Error& e) {
   std::fprintf(stderr, "%s\n", e.what());
