@@ -16,7 +16,8 @@ Runs with Debian's Python and matplotlib (apt-get install python3-matplotlib):
       (S-1)/(M+S-1), per stage count S, against the micro-batch count M
 
 Every command takes --title and --note (a line under the plot, e.g. the machine). Benchmark files
-may hold repetitions (--benchmark_repetitions): the median of each benchmark's runs is plotted.
+may hold repetitions (--benchmark_repetitions): the median of each benchmark's runs is plotted, with
+a warning when it is more than 10% slower than the best run (most runs were disturbed).
 """
 import argparse
 import csv
@@ -73,12 +74,13 @@ def read_benchmarks(path):
                 runs[name][key].append(float(value))
     if not runs:
         sys.exit(f"plot.py: {path} holds no benchmark runs (Google Benchmark's --benchmark_format=json)")
-    # repetitions that disagree: something else ran on the machine meanwhile
+    # a median well above the best run: most repetitions were slowed down (another program took
+    # the cores), so the median is not this machine's number
     for name, fields in runs.items():
         times = fields.get("real_time", [])
-        if len(times) > 1 and max(times) > 1.15 * min(times):
-            print(f"plot.py: warning: {path}: {name}: its {len(times)} repetitions differ by "
-                  f"{max(times) / min(times):.2f}x; was the machine busy?", file=sys.stderr)
+        if len(times) > 1 and statistics.median(times) > 1.10 * min(times):
+            print(f"plot.py: warning: {path}: {name}: the median of its {len(times)} repetitions is "
+                  f"{statistics.median(times) / min(times):.2f}x the best; was the machine busy?", file=sys.stderr)
     return {name: {k: statistics.median(v) for k, v in fields.items()} for name, fields in runs.items()}, data.get("context", {})
 
 
