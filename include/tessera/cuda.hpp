@@ -87,7 +87,8 @@ struct DeviceBackend<Cuda> {
     using policies = typename Trainer::policies;
     const TrainerOptions& opt = trainer.options();
     CudaPlan plan;
-    plan.batch = opt.batch_size;
+    warn_batch_larger_than_data(opt.batch_size, group.world(), "GPU(s)", train.rows());
+    plan.batch = fitted_batch(opt.batch_size, train.rows(), group.world(), opt.micro_batches);
     plan.micro_batches = opt.micro_batches;
     plan.prefetch = std::same_as<typename policies::load, Prefetch>;
     plan.overlap = opt.overlap;
@@ -96,7 +97,7 @@ struct DeviceBackend<Cuda> {
     const std::string signature =
         arch.describe() + " | " + std::to_string(model.parameter_count()) + " parameters | weight_decay " +
         std::to_string(model.weight_decay()) + " | data " + shape_string(train.rows(), train.cols()) + " | batch " +
-        std::to_string(plan.batch) + " per GPU | epochs " + std::to_string(opt.epochs) + " | seed " +
+        std::to_string(opt.batch_size) + " per GPU | epochs " + std::to_string(opt.epochs) + " | seed " +
         std::to_string(opt.seed) + " | " + policies::split::name + ", " + policies::load::name + " | " +
         trainer.optimizer().describe() + " | micro-batches " + std::to_string(plan.micro_batches);
     CudaEngine engine(arch, model.weight_decay(), trainer.optimizer(), model.parameters(), plan, opt.epochs, group,
@@ -116,7 +117,8 @@ struct DeviceBackend<Cuda> {
       const EpochResult r = engine.epoch(train, order, epoch, progress);
       EpochRecord rec = epoch_record(r, epoch, n, arch, std::chrono::duration<double>(clock::now() - e0).count());
       const auto eval = [&](const Model& m, const data::Dataset& v) { return trainer.evaluate(m, v); };
-      if (!close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, cbs...)) break;
+      // every GPU holds the same parameters
+      if (!close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, true, cbs...)) break;
     }
     h.total_seconds = std::chrono::duration<double>(clock::now() - t0).count();
     const std::vector<float> p = engine.parameters();

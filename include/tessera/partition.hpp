@@ -127,7 +127,8 @@ History fit_partitioned(const Trainer& trainer, Engine& engine, Model& model, co
     EpochRecord rec = epoch_record(r, epoch, n, arch, std::chrono::duration<double>(clock::now() - e0).count());
     if (pipeline) rec.bubble_fraction = r.stats.bubble_fraction();
     const auto eval = [&](const Model& m, const data::Dataset& v) { return trainer.evaluate(m, v); };
-    if (!close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, cbs...)) break;
+    // the parameters are gathered from every worker (and rank): the same everywhere
+    if (!close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, true, cbs...)) break;
   }
   h.total_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   const std::vector<float> p = engine.parameters();
@@ -192,10 +193,12 @@ struct PartitionBackend<LayerwiseWith<Sched, R>> {
     po.replicas = R;
     po.micro_batches = opt.micro_batches;
     po.schedule = std::same_as<Sched, GPipe> ? tessera::Schedule::gpipe : tessera::Schedule::one_f_one_b;
+    warn_batch_larger_than_data(opt.batch_size, R, "replica(s)", train.rows());
+    const std::size_t batch = fitted_batch(opt.batch_size, train.rows(), R, opt.micro_batches);
     SingleThreadedBlas one_blas_thread;
     PipelineEngine<CpuWorker> engine(model.architecture(), model.weight_decay(), model.parameters(), po,
-                                     trainer.optimizer(), opt.batch_size);
-    return fit_partitioned(trainer, engine, model, train, validation, opt.batch_size, R * opt.batch_size, true, cbs...);
+                                     trainer.optimizer(), batch);
+    return fit_partitioned(trainer, engine, model, train, validation, batch, R * batch, true, cbs...);
   }
 };
 
@@ -213,10 +216,12 @@ struct PartitionBackend<Columnwise> {
     }
     check_partitioned_trainer(trainer, "Partition<Columnwise>");
     const TrainerOptions& opt = trainer.options();
+    warn_batch_larger_than_data(opt.batch_size, 1, "split model", train.rows());
+    const std::size_t batch = fitted_batch(opt.batch_size, train.rows(), 1, opt.micro_batches);
     SingleThreadedBlas one_blas_thread;
     ColumnEngine<CpuWorker> engine(model.architecture(), model.weight_decay(), model.parameters(), trainer.workers(),
-                                   trainer.optimizer(), opt.batch_size, opt.micro_batches);
-    return fit_partitioned(trainer, engine, model, train, validation, opt.batch_size, opt.batch_size, false, cbs...);
+                                   trainer.optimizer(), batch, opt.micro_batches);
+    return fit_partitioned(trainer, engine, model, train, validation, batch, batch, false, cbs...);
   }
 };
 

@@ -2,16 +2,20 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <exception>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tessera/core/checked.hpp"
+#include "tessera/core/writer.hpp"
 #include "tessera/data/dataset.hpp"
 #include "tessera/eval/metrics.hpp"
 #include "tessera/model/model.hpp"
@@ -44,6 +48,32 @@ template <class D>
 struct DeviceBackend {
   static constexpr bool available = false;
 };
+/// The most worker threads a Trainer takes: a larger count is a mistake (a negative int converted
+/// to std::size_t, say), not a machine.
+inline constexpr std::size_t max_workers = 4096;
+inline constexpr std::size_t max_deterministic_shards = 16384;
+
+/// The batch a step really uses when `replicas` x `batch` exceeds the `rows` of the data: the
+/// smallest batch that still takes every row in one step (never below `floor`). Nothing trains
+/// differently (a step of a larger batch would hold the same rows), but no buffer is sized for
+/// samples that do not exist, and no product of counts overflows.
+inline std::size_t fitted_batch(std::size_t batch, std::size_t rows, std::size_t replicas, std::size_t floor = 1) {
+  const std::size_t enough = std::max<std::size_t>((rows + replicas - 1) / replicas, std::max<std::size_t>(floor, 1));
+  return std::min(batch, enough);
+}
+
+/// Says once per process (on the process that writes files) that a fit's global batch is larger
+/// than its data: every epoch is then one step on all rows, which is seldom what was meant.
+inline void warn_batch_larger_than_data(std::size_t batch, std::size_t replicas, const std::string& replicas_are,
+                                        std::size_t rows) {
+  static std::atomic<bool> warned{false};
+  if (saturating_mul(batch, replicas) <= rows || !this_process_writes().load() || warned.exchange(true)) return;
+  std::fprintf(stderr,
+               "tessera: warning: the global batch (batch_size %zu x %zu %s) is larger than the %zu training rows, so "
+               "every epoch is one step on all rows; lower batch_size for more updates per epoch (shown once)\n",
+               batch, replicas, replicas_are.c_str(), rows);
+}
+
 template <>
 struct ReduceBackend<ThreadAllreduce> {
   static constexpr bool available = true;
@@ -84,12 +114,19 @@ class Trainer {
 
   Trainer(TrainerOptions options, optim::Optimizer optimizer) : opt_(options), optimizer_(optimizer) {
     detail::require(options.batch_size > 0, ErrorKind::invalid_argument, "Trainer: batch_size must be at least 1, got 0");
+    detail::require(options.workers <= detail::max_workers, ErrorKind::invalid_argument,
+                    "Trainer: workers = " + std::to_string(options.workers) + " is above the limit of " +
+                        std::to_string(detail::max_workers) +
+                        " worker threads (was it set from a negative number?); 0 means one per hardware thread");
     detail::require(options.epochs > 0, ErrorKind::invalid_argument, "Trainer: epochs must be at least 1, got 0");
     detail::require(options.micro_batches > 0 && options.micro_batches <= options.batch_size, ErrorKind::invalid_argument,
                     "Trainer: micro_batches must be in [1, batch_size = " + std::to_string(options.batch_size) +
                         "], got " + std::to_string(options.micro_batches));
-    detail::require(!options.deterministic || options.deterministic_shards > 0, ErrorKind::invalid_argument,
-                    "Trainer: deterministic_shards must be at least 1");
+    detail::require(!options.deterministic ||
+                        (options.deterministic_shards > 0 && options.deterministic_shards <= detail::max_deterministic_shards),
+                    ErrorKind::invalid_argument,
+                    "Trainer: deterministic_shards must be in [1, " + std::to_string(detail::max_deterministic_shards) +
+                        "], got " + std::to_string(options.deterministic_shards));
     detail::require(options.bucket_bytes >= sizeof(float), ErrorKind::invalid_argument,
                     "Trainer: bucket_bytes must be at least 4 (one float), got " + std::to_string(options.bucket_bytes));
   }
@@ -218,11 +255,18 @@ class Trainer {
     plan.cross = cross.get();
     if (train.sharded()) check_shards(train, *cross);
     try {
+      const std::size_t ranks = cross ? cross->size : 1;
+      detail::warn_batch_larger_than_data(opt_.batch_size, ranks * plan.workers,
+                                          ranks > 1 ? "workers x ranks" : "worker(s)", train.total_rows());
       if (train.sharded()) {
         for (std::size_t r = 0; r < cross->size; ++r) {
           const auto [lo, hi] = data::shard_rows(train.shard.total_rows, r, cross->size);
           plan.rank_rows.push_back(hi - lo);
         }
+        const std::size_t most = *std::max_element(plan.rank_rows.begin(), plan.rank_rows.end());
+        plan.batch = detail::fitted_batch(plan.batch, most, plan.workers, plan.micro_batches);
+      } else {
+        plan.batch = detail::fitted_batch(plan.batch, train.rows(), ranks * plan.workers, plan.micro_batches);
       }
       // One worker without deterministic mode uses every core inside each kernel and GEMM; several
       // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
@@ -297,7 +341,9 @@ class Trainer {
       const detail::EpochResult r = engine.epoch(train, order, epoch, progress);
       EpochRecord rec = detail::epoch_record(r, epoch, n, arch, seconds(e0, clock::now()));
       const auto eval = [&](const Model& m, const data::Dataset& v) { return evaluate(m, v); };
-      if (!detail::close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h, cbs...))
+      // every rank holds the same parameters unless each averages only its own replicas (local SGD)
+      if (!detail::close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h,
+                               plan.period == 0, cbs...))
         break;
     }
     h.total_seconds = seconds(t0, clock::now());

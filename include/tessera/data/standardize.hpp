@@ -1,6 +1,7 @@
 // tessera/data/standardize.hpp - feature standardisation fitted on training data only.
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -8,7 +9,9 @@
 
 namespace tessera::data {
 
-/// x' = (x - mean) / std per column; a constant column (std 0) is only centred.
+/// x' = (x - mean) / std per column; a constant column (std 0) is only centred, and so is a column
+/// whose spread is too small for its inverse to be a float32 (a denormal spread): scaling it would
+/// give infinities and NaNs.
 class Standardizer {
  public:
   Standardizer() = default;
@@ -25,7 +28,7 @@ class Standardizer {
       for (std::size_t r = 0; r < x.rows; ++r) ss += (x(r, c) - m) * (x(r, c) - m);
       const double sd = std::sqrt(ss / static_cast<double>(x.rows));
       mean_[c] = static_cast<float>(m);
-      scale_[c] = sd > 0.0 ? static_cast<float>(1.0 / sd) : 1.0f;
+      scale_[c] = sd > 0.0 && 1.0 / sd <= FLT_MAX ? static_cast<float>(1.0 / sd) : 1.0f;
     }
     return *this;
   }

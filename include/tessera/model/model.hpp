@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -28,9 +29,17 @@ class Model {
       : Model(Architecture(input_dim, layers, loss), options) {}
   explicit Model(Architecture arch, ModelOptions options = {})
       : arch_(std::move(arch)), weight_decay_(options.weight_decay) {
-    detail::require(options.weight_decay >= 0.0f, ErrorKind::invalid_argument,
-                    "model: weight_decay must be >= 0, got " + std::to_string(options.weight_decay));
+    check_weight_decay(options.weight_decay);
     initialise(options.seed);
+  }
+  /// A model with the given parameters (parameter_count() values in the flat layout), nothing
+  /// drawn: what load_model builds.
+  Model(Architecture arch, std::vector<float> parameters, float weight_decay)
+      : arch_(std::move(arch)), params_(std::move(parameters)), weight_decay_(weight_decay) {
+    check_weight_decay(weight_decay);
+    detail::require(params_.size() == arch_.parameter_count(), ErrorKind::shape,
+                    "model: the architecture " + arch_.describe() + " has " + std::to_string(arch_.parameter_count()) +
+                        " parameters, got " + std::to_string(params_.size()));
   }
 
   [[nodiscard]] const Architecture& architecture() const noexcept { return arch_; }
@@ -40,7 +49,7 @@ class Model {
   [[nodiscard]] Loss loss() const noexcept { return arch_.loss; }
   [[nodiscard]] float weight_decay() const noexcept { return weight_decay_; }
   void set_weight_decay(float wd) {
-    detail::require(wd >= 0.0f, ErrorKind::invalid_argument, "model: weight_decay must be >= 0");
+    check_weight_decay(wd);
     weight_decay_ = wd;
   }
   [[nodiscard]] std::span<float> parameters() noexcept { return params_; }
@@ -139,6 +148,10 @@ class Model {
   }
 
  private:
+  static void check_weight_decay(float wd) {
+    detail::require(wd >= 0.0f && std::isfinite(wd), ErrorKind::invalid_argument,
+                    "model: weight_decay must be finite and >= 0, got " + std::to_string(wd));
+  }
   static constexpr std::size_t chunk_rows = 4096;
   Architecture arch_;
   std::vector<float> params_;

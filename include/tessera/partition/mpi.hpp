@@ -607,13 +607,15 @@ struct PartitionOverRanks<LayerwiseWith<Sched, R>, MpiAllreduce> {
                                 std::to_string(R) + " replica(s): stages = ranks / replicas)");
     }
     using Engine = RankPipelineEngine<CpuWorker>;
+    warn_batch_larger_than_data(opt.batch_size, R, "replica(s)", train.rows());
+    const std::size_t batch = fitted_batch(opt.batch_size, train.rows(), R, opt.micro_batches);
     return fit_across_ranks<Engine>(
         trainer, model, train, validation, name + " across " + std::to_string(ranks) + " ranks",
         [&](const mpi::Communicator& world, const std::vector<float>& init) {
           return std::make_unique<Engine>(world, model.architecture(), model.weight_decay(), init, po,
-                                          trainer.optimizer(), opt.batch_size);
+                                          trainer.optimizer(), batch);
         },
-        opt.batch_size, R * opt.batch_size, true, cbs...);
+        batch, R * batch, true, cbs...);
   }
 };
 
@@ -637,13 +639,15 @@ struct PartitionOverRanks<Columnwise, MpiAllreduce> {
                                 " ranks, one worker each)");
     }
     using Engine = RankColumnEngine<CpuWorker>;
+    warn_batch_larger_than_data(opt.batch_size, 1, "split model", train.rows());
+    const std::size_t batch = fitted_batch(opt.batch_size, train.rows(), 1, opt.micro_batches);
     return fit_across_ranks<Engine>(
         trainer, model, train, validation, "Partition<Columnwise> across " + std::to_string(ranks) + " ranks",
         [&](const mpi::Communicator& world, const std::vector<float>& init) {
           return std::make_unique<Engine>(world, model.architecture(), model.weight_decay(), init, trainer.optimizer(),
-                                          opt.batch_size, opt.micro_batches);
+                                          batch, opt.micro_batches);
         },
-        opt.batch_size, opt.batch_size, false, cbs...);
+        batch, batch, false, cbs...);
   }
 };
 

@@ -75,13 +75,6 @@ class CrossRanks {
   virtual void fail(const std::string& message) noexcept = 0;
 };
 
-/// An error every rank raises at the same step with the same message (the global loss became NaN,
-/// say): no rank waits for another, so the ranks need not be told.
-class CollectiveError : public Error {
- public:
-  using Error::Error;
-};
-
 /// A worker of this process failed while worker 0 waited for it: the team's first error is the
 /// one reported.
 struct TeamAborted {};
