@@ -166,6 +166,49 @@ TEST_CASE("only rank 0 writes files", "[mpi][io]") {
   if (world.rank() == 0) std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("saving is collective: every rank can load the file as soon as save returns", "[mpi][io]") {
+  const auto world = mpi::Communicator::world();
+  float id = static_cast<float>(::getpid() % 1000000);
+  world.broadcast(&id, 1, 0);
+  const auto dir = std::filesystem::temp_directory_path() / ("tessera-collective-" + std::to_string(static_cast<int>(id)));
+  if (world.rank() == 0) std::filesystem::create_directories(dir);
+  world.barrier();
+  const std::string path = (dir / "m.tsm").string();
+  for (int round = 0; round < 20; ++round) {
+    CAPTURE(round);
+    const Model m = fresh(static_cast<std::uint64_t>(round + 1));
+    save(m, path);  // every rank returns once rank 0's file is complete and renamed
+    const Model back = load_model(path);
+    CHECK(std::equal(back.parameters().begin(), back.parameters().end(), m.parameters().begin()));
+    History h;
+    h.write_csv(path + ".csv");
+    CHECK(std::filesystem::exists(path + ".csv"));
+  }
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a file that cannot be written is an error on every rank", "[mpi][io][errors]") {
+  const std::string nowhere = (std::filesystem::temp_directory_path() / "tessera-no-such-folder/sub/m.tsm").string();
+  CHECK_THROWS_WITH(save(fresh(1), nowhere), Catch::Contains("cannot open " + nowhere + ".tmp for writing") &&
+                                                  Catch::Contains("rank 0 writes the files of an MPI job"));
+  CHECK_THROWS_WITH(History{}.write_json(nowhere), Catch::Contains("cannot open"));
+}
+
+TEST_CASE("a set-up disagreement names the fields that differ, not the whole set-up", "[mpi][errors]") {
+  const auto world = mpi::Communicator::world();
+  if (world.size() == 1) return;
+  const int odd = world.size() - 1;
+  const auto d = blobs(100, 6, 3);
+  Model m = fresh(1);
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = 4, .epochs = world.rank() == odd ? 3u : 2u, .seed = 7, .workers = 1,
+                                   .progress = Progress::never},
+                                  optim::sgd(0.1));
+  CHECK_THROWS_WITH(t.fit(m, d), Catch::Contains("rank 0 has \"epochs 2\", rank " + std::to_string(odd) +
+                                                 " has \"epochs 3\" (field ") &&
+                                     Catch::Contains("differs; the rest agree)") && !Catch::Contains("seed 7"));
+}
+
 TEST_CASE("each rank trains on its own shard of a binary file", "[mpi][shards]") {
   const auto world = mpi::Communicator::world();
   const auto ranks = static_cast<std::size_t>(world.size()), rank = static_cast<std::size_t>(world.rank());
