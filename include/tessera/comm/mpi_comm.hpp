@@ -326,22 +326,25 @@ class Communicator {
     detail::job_failed_flag().store(true);
     // the job channel reaches every rank, whatever it waits in; a rank that only heard of another's
     // failure need not tell anyone again
-    if (detail::JobChannel* job = detail::job_channel(); job && job->failed_from() < 0) job->announce_failure(message);
-    if (!notices_ || size_ == 1) return;
+    detail::JobChannel* job = detail::job_channel();
+    if (job && job->failed_from() < 0) job->post_failure(message);
     std::string text = message.substr(0, detail::notice_length - 1);
     std::vector<MPI_Request> q;
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      q.push_back(MPI_REQUEST_NULL);
-      MPI_Isend(text.c_str(), static_cast<int>(text.size() + 1), MPI_CHAR, r, 0, notices_->comm, &q.back());
-    }
-    // short messages leave at once; do not wait long for a rank that may be gone
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    int done = 0;
+    if (notices_ && size_ > 1)
+      for (int r = 0; r < size_; ++r) {
+        if (r == rank_) continue;
+        q.push_back(MPI_REQUEST_NULL);
+        MPI_Isend(text.c_str(), static_cast<int>(text.size() + 1), MPI_CHAR, r, 0, notices_->comm, &q.back());
+      }
+    // short messages leave at once (to live ranks in microseconds); wait a quarter of a second in
+    // all, not more, for a rank that may be stuck or gone
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+    int done = q.empty();
     while (!done && std::chrono::steady_clock::now() < until) {
       MPI_Testall(static_cast<int>(q.size()), q.data(), &done, MPI_STATUSES_IGNORE);
       if (!done) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    if (job) job->drain(until);
   }
 
   /// Floats per reduce-scatter message (256 KiB: what arrives is added from L2).

@@ -100,8 +100,20 @@ class JobChannel {
   /// Grows with every departure notice: a cheap test for "anything new".
   [[nodiscard]] std::size_t departures() const noexcept { return departures_; }
 
-  /// Tells every other rank that this one failed, with `message`.
-  void announce_failure(const std::string& message) noexcept { to_all(failure_tag, message); }
+  /// Tells every other rank that this one failed, with `message`; returns without waiting for the
+  /// messages to leave (see drain()).
+  void post_failure(const std::string& message) noexcept {
+    for (int r = 0; r < size_; ++r)
+      if (r != rank_) send(r, failure_tag, message);
+  }
+  /// Waits until every message this channel sent has left, or `until`: short messages leave at
+  /// once, and a rank that is stuck or gone must not hold this one.
+  void drain(std::chrono::steady_clock::time_point until) noexcept {
+    while (!sends_.empty() && std::chrono::steady_clock::now() < until) {
+      reap();
+      if (!sends_.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
   /// Tells every other rank that this one has reached the end of its program.
   void announce_departure(const std::string& message) noexcept { to_all(departure_tag, message); }
 
@@ -152,16 +164,11 @@ class JobChannel {
         MPI_SUCCESS)
       sends_.push_back(std::move(s));
   }
-  /// Sends `message` to every other rank and waits at most a second for them to leave (short
-  /// messages leave at once; a rank that is gone must not hold this one).
+  /// Sends `message` to every other rank and waits at most a second for them to leave.
   void to_all(int tag, const std::string& message) noexcept {
     for (int r = 0; r < size_; ++r)
       if (r != rank_) send(r, tag, message);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (!sends_.empty() && std::chrono::steady_clock::now() < until) {
-      reap();
-      if (!sends_.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+    drain(std::chrono::steady_clock::now() + std::chrono::seconds(1));
   }
   void reap() noexcept {
     while (!sends_.empty()) {

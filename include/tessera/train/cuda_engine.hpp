@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "tessera/core/checked.hpp"
 #include "tessera/data/dataset.hpp"
 #include "tessera/device/cuda/device.hpp"
 #include "tessera/model/network.hpp"
@@ -106,9 +107,7 @@ struct CudaPlan {
 
 /// A 52-bit FNV-1a hash of the training setup (exact in a double), for the agreement check.
 inline double setup_hash(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return static_cast<double>(h >> 12);
+  return static_cast<double>(fnv1a(s.data(), s.size()) >> 12);
 }
 
 class CudaEngine {
