@@ -41,6 +41,8 @@ std::atomic<std::size_t> largest{0};
 // Under AddressSanitizer the allocator is the sanitizer's own (which has its own limits): the
 // sizes are then not tracked and the assertions on them hold trivially; the plain build checks them.
 #if !defined(__SANITIZE_ADDRESS__)
+// the replacement pair allocates with malloc and frees with free: matched, whatever GCC infers
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
   if (tracking.load(std::memory_order_relaxed) && n > largest.load(std::memory_order_relaxed)) largest.store(n);
   if (void* p = std::malloc(n ? n : 1)) return p;

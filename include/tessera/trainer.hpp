@@ -1,53 +1,76 @@
-// tessera/trainer.hpp - Trainer<Policies...>: the one place where the policy families meet.
+// tessera/trainer.hpp - Trainer<Policies...>: the one place where the policy families meet, and
+// the one epoch loop of every strategy, device and communicator.
+//
+// A fit: the Reduce choice makes a group of communicating workers (comm/concepts.hpp); every
+// process checks its own inputs and the processes agree on the whole set-up (a process whose
+// checks failed joins with its error, so every process stops naming it); process 0's parameters
+// are broadcast; the Partition choice's engine trains epoch after epoch in the order the DataSplit
+// choice draws, and Trainer closes each epoch (record, divergence check, validation, progress,
+// history, callbacks). A process that fails tells the others; errors every process raises at the
+// same point need no telling. The model's parameters change only when the whole fit succeeds.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <exception>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tessera/comm/concepts.hpp"
+#include "tessera/comm/thread_comm.hpp"
 #include "tessera/core/checked.hpp"
 #include "tessera/core/writer.hpp"
 #include "tessera/data/dataset.hpp"
+#include "tessera/engine/common.hpp"
+#include "tessera/engine/replicate.hpp"
 #include "tessera/eval/metrics.hpp"
 #include "tessera/model/model.hpp"
 #include "tessera/policies.hpp"
 #include "tessera/split/order.hpp"
-#include "tessera/train/data_parallel.hpp"
 #include "tessera/train/epoch.hpp"
 #include "tessera/train/history.hpp"
 #include "tessera/train/progress.hpp"
 
 namespace tessera {
 
+struct TrainerOptions {
+  // the run
+  std::size_t batch_size = 32;  ///< samples per data-parallel replica per step (a worker; a pipeline; a split model)
+  std::size_t epochs = 10;
+  std::uint64_t seed = 0;       ///< keys every shuffle of the run
+  // the workers
+  std::size_t workers = 0;      ///< worker threads of each process; 0: one per hardware thread
+  std::size_t micro_batches = 1;  ///< forward/backward passes per replica per step (gradient accumulation)
+  // reproducibility
+  bool deterministic = false;   ///< bitwise-identical parameters whatever the number of workers
+  std::size_t deterministic_shards = 12;  ///< logical shards per step in deterministic mode
+  // reporting
+  Progress progress = Progress::automatic;
+  // communication across processes and GPUs: sum gradients in buckets of whole layers (at least
+  // bucket_bytes each, last layer first) started during the backward pass; off: one sum after it
+  bool overlap = true;
+  std::size_t bucket_bytes = std::size_t{4} << 20;
+};
+
+/// Loss and the metrics that apply to the model's loss (NaN where they do not).
+struct Evaluation {
+  double loss = NAN;
+  double accuracy = NAN;  ///< classification
+  double log_loss = NAN;  ///< classification
+  double mse = NAN;       ///< regression
+  double r2 = NAN;        ///< regression
+};
+
 namespace detail {
-/// How a Reduce choice reaches other processes. ThreadAllreduce trains in this process alone;
-/// tessera/mpi.hpp specialises this for MpiAllreduce.
-template <class R>
-struct ReduceBackend {
-  static constexpr bool available = false;
-  static constexpr bool across_processes = false;
-};
-/// How a Partition choice trains: Replicate through DataParallel below; tessera/partition.hpp
-/// specialises this for Layerwise and Columnwise.
-template <class P>
-struct PartitionBackend {
-  static constexpr bool available = false;
-};
-/// How a Device choice trains: Cpu through DataParallel below; tessera/cuda.hpp specialises this
-/// for Cuda.
-template <class D>
-struct DeviceBackend {
-  static constexpr bool available = false;
-};
+
 /// The most worker threads a Trainer takes: a larger count is a mistake (a negative int converted
 /// to std::size_t, say), not a machine.
 inline constexpr std::size_t max_workers = 4096;
@@ -62,49 +85,72 @@ inline std::size_t fitted_batch(std::size_t batch, std::size_t rows, std::size_t
   return std::min(batch, enough);
 }
 
+/// Whether the warning below was shown in this process.
+inline std::atomic<bool>& batch_warning_shown() {
+  static std::atomic<bool> shown{false};
+  return shown;
+}
+
 /// Says once per process (on the process that writes files) that a fit's global batch is larger
 /// than its data: every epoch is then one step on all rows, which is seldom what was meant.
 inline void warn_batch_larger_than_data(std::size_t batch, std::size_t replicas, const std::string& replicas_are,
                                         std::size_t rows) {
-  static std::atomic<bool> warned{false};
-  if (saturating_mul(batch, replicas) <= rows || !this_process_writes().load() || warned.exchange(true)) return;
+  if (saturating_mul(batch, replicas) <= rows || !this_process_writes().load() || batch_warning_shown().exchange(true))
+    return;
   std::fprintf(stderr,
                "tessera: warning: the global batch (batch_size %zu x %zu %s) is larger than the %zu training rows, so "
                "every epoch is one step on all rows; lower batch_size for more updates per epoch (shown once)\n",
                batch, replicas, replicas_are.c_str(), rows);
 }
 
+/// What a Reduce choice's factory is asked for.
+struct GroupRequest {
+  std::size_t workers = 1;          ///< worker threads of this process
+  bool one_per_process = false;     ///< the engine runs one worker per process (partitions across ranks)
+  const TrainerOptions* options = nullptr;
+};
+
+/// How a Reduce choice makes the group of a fit on a device, for an engine with several workers
+/// per process or one (OnePerProcess: the partitions across ranks): ThreadAllreduce on the CPU
+/// here; tessera/mpi.hpp, tessera/cuda.hpp and tessera/nccl.hpp add theirs. A user's Reduce
+/// choice brings its own as `template <class Device, bool OnePerProcess> static
+/// std::unique_ptr<G> make_group(const detail::GroupRequest&)`, G modelling comm::Group.
+template <class R, class Device>
+struct GroupFor {
+  static constexpr bool available = requires(const GroupRequest& q) { R::template make_group<Device, false>(q); };
+  template <bool OnePerProcess>
+  static auto make(const GroupRequest& q) {
+    return R::template make_group<Device, OnePerProcess>(q);
+  }
+};
 template <>
-struct ReduceBackend<ThreadAllreduce> {
+struct GroupFor<ThreadAllreduce, Cpu> {
   static constexpr bool available = true;
-  static constexpr bool across_processes = false;
-  static std::unique_ptr<CrossRanks> join(std::vector<float>&, const std::string&) { return nullptr; }
+  template <bool OnePerProcess>
+  static std::unique_ptr<comm::LocalGroup> make(const GroupRequest& q) {
+    return std::make_unique<comm::LocalGroup>(q.workers);
+  }
 };
+
+/// How a Partition choice builds its engine: Replicate here, Layerwise and Columnwise in
+/// tessera/partition.hpp. A user's Partition choice brings its own as a static `make_engine`.
+template <class P>
+struct EngineFor {
+  static constexpr bool available = false;
+};
+template <>
+struct EngineFor<Replicate> {
+  static constexpr bool available = true;
+  /// The data-parallel replicas of `workers` workers: every one of them.
+  static std::size_t replicas(std::size_t workers) noexcept { return workers; }
+  template <class Dev, class Sync, class Group>
+  static auto make(Group& g, const Model& m, std::span<const float> init, const optim::Optimizer& o, EngineConfig cfg) {
+    return std::make_unique<ReplicateEngine<Dev, Group, Sync>>(g, m.architecture(), m.weight_decay(), o, init,
+                                                               std::move(cfg));
+  }
+};
+
 }  // namespace detail
-
-struct TrainerOptions {
-  std::size_t batch_size = 32;  ///< samples per worker per step; a step trains on workers x batch_size
-  std::size_t epochs = 10;
-  std::uint64_t seed = 0;       ///< keys every shuffle of the run
-  std::size_t workers = 0;      ///< worker threads (Reduce<ThreadAllreduce>); 0: one per hardware thread
-  std::size_t micro_batches = 1;  ///< forward/backward passes per worker per step (gradient accumulation)
-  bool deterministic = false;   ///< bitwise-identical parameters whatever the number of workers
-  std::size_t deterministic_shards = 12;  ///< logical shards per step in deterministic mode
-  Progress progress = Progress::automatic;
-  /// Reduce<MpiAllreduce>: sum gradients over ranks in buckets of whole layers (at least
-  /// bucket_bytes each, last layer first) started during the backward pass; off: one sum after it.
-  bool overlap = true;
-  std::size_t bucket_bytes = std::size_t{4} << 20;
-};
-
-/// Loss and the metrics that apply to the model's loss (NaN where they do not).
-struct Evaluation {
-  double loss = NAN;
-  double accuracy = NAN;  ///< classification
-  double log_loss = NAN;  ///< classification
-  double mse = NAN;       ///< regression
-  double r2 = NAN;        ///< regression
-};
 
 template <class... Ps>
 class Trainer {
@@ -131,7 +177,7 @@ class Trainer {
                     "Trainer: bucket_bytes must be at least 4 (one float), got " + std::to_string(options.bucket_bytes));
   }
 
-  /// The number of worker threads a fit will use.
+  /// The number of worker threads of each process a fit will use.
   [[nodiscard]] std::size_t workers() const noexcept {
     if (opt_.workers) return opt_.workers;
     const unsigned hw = std::thread::hardware_concurrency();
@@ -169,8 +215,13 @@ class Trainer {
   [[nodiscard]] Matrix predict(const Model& model, MatrixView x) const { return model.predict(x); }
 
  private:
-  using clock = std::chrono::steady_clock;
-  static double seconds(clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+  using partition = typename policies::partition;
+  using reduce = typename policies::reduce;
+  using sync = typename policies::sync;
+  using Clock = std::chrono::steady_clock;
+  static constexpr bool replicates = partition::replicates;
+  static constexpr bool across = reduce::across_processes;
+  static double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
   static void check_data(const Model& model, const data::Dataset& d, const std::string& where) {
     detail::require(!d.empty(), ErrorKind::invalid_argument, where + ": the data set has no rows");
@@ -185,168 +236,243 @@ class Trainer {
     if (model.loss() == Loss::binary_cross_entropy) data::check_class_labels(d, 2, where);
   }
 
+  /// This process's own checks; an Error names what is wrong.
+  void check_inputs(const Model& model, const data::Dataset& train, const data::Dataset* validation) const {
+    check_data(model, train, "Trainer::fit");
+    if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
+    if constexpr (!replicates) {
+      detail::require(!opt_.deterministic, ErrorKind::invalid_argument,
+                      std::string("Partition<") + partition::name + ">: deterministic mode applies to Partition<Replicate>");
+      detail::require(!train.sharded(), ErrorKind::invalid_argument,
+                      std::string("Partition<") + partition::name +
+                          "> across ranks: every rank needs the whole training set (stage 0 reads the features, the last "
+                          "stage the targets); the data set is shard " + std::to_string(train.shard.index) + " of " +
+                          std::to_string(train.shard.count));
+    }
+    detail::require(!train.sharded() || across, ErrorKind::invalid_argument,
+                    "Trainer::fit: the data set is shard " + std::to_string(train.shard.index) + " of " +
+                        std::to_string(train.shard.count) + "; training on shards needs Reduce<MpiAllreduce>");
+    detail::require(!(train.sharded() && opt_.deterministic), ErrorKind::invalid_argument,
+                    "Trainer::fit: deterministic mode needs every rank to hold the whole data set; the data set is "
+                    "shard " + std::to_string(train.shard.index) + " of " + std::to_string(train.shard.count));
+    if (train.sharded()) {
+      const auto [lo, hi] = data::shard_rows(train.shard.total_rows, train.shard.index, train.shard.count);
+      detail::require(train.shard.first_row == lo && train.rows() == hi - lo, ErrorKind::invalid_argument,
+                      "Trainer::fit: shard " + std::to_string(train.shard.index) + " of " +
+                          std::to_string(train.shard.count) + " must hold rows [" + std::to_string(lo) + ", " +
+                          std::to_string(hi) + ") of " + std::to_string(train.shard.total_rows) + ", it holds " +
+                          std::to_string(train.rows()) + " rows from row " + std::to_string(train.shard.first_row) +
+                          " (read it with data::read_binary_shard)");
+    }
+  }
+
   template <class... Callbacks>
   History fit_impl(Model& model, const data::Dataset& train, const data::Dataset* validation, Callbacks&... cbs) {
-    // Across processes, a rank whose own checks fail still joins the set-up agreement, with its
-    // error as its signature: every rank then stops naming it, and nobody waits for it.
-    constexpr bool across = detail::ReduceBackend<typename policies::reduce>::across_processes;
+    role_.clear();
+    static_assert(!detail::is_gpu<device> || requires { device::name; },
+                  "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp> (CMake component cuda, compiled by "
+                  "nvcc)");
+    static_assert(!std::same_as<reduce, MpiAllreduce> || detail::GroupFor<reduce, Cpu>::available,
+                  "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi)");
+    static_assert(!std::same_as<reduce, NcclAllreduce> || detail::is_gpu<device>,
+                  "tessera::Trainer: Reduce<NcclAllreduce> requires Device<Cuda>");
+    static_assert(detail::EngineFor<partition>::available || requires { partition::make_engine; },
+                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need #include <tessera/partition.hpp>");
+    using group_device = std::conditional_t<detail::is_gpu<device>, device, Cpu>;
+    static_assert(detail::GroupFor<reduce, group_device>::available,
+                  "tessera::Trainer: this Reduce choice makes no group on this device: Reduce<MpiAllreduce> needs "
+                  "#include <tessera/mpi.hpp>, Reduce<NcclAllreduce> #include <tessera/nccl.hpp>");
+
+    // Every process checks its own inputs; across processes a failed check joins the agreement
+    // with its error as its set-up, so every process stops naming it and nobody waits.
     std::exception_ptr problem;
     std::string problem_text;
     try {
-      check_data(model, train, "Trainer::fit");
-      if (validation) check_data(model, *validation, "Trainer::fit (validation set)");
-      detail::require(!train.sharded() || across, ErrorKind::invalid_argument,
-                      "Trainer::fit: the data set is shard " + std::to_string(train.shard.index) + " of " +
-                          std::to_string(train.shard.count) + "; training on shards needs Reduce<MpiAllreduce>");
-      detail::require(!(train.sharded() && opt_.deterministic), ErrorKind::invalid_argument,
-                      "Trainer::fit: deterministic mode needs every rank to hold the whole data set; the data set is "
-                      "shard " + std::to_string(train.shard.index) + " of " + std::to_string(train.shard.count));
-      if (train.sharded()) {
-        const auto [lo, hi] = data::shard_rows(train.shard.total_rows, train.shard.index, train.shard.count);
-        detail::require(train.shard.first_row == lo && train.rows() == hi - lo, ErrorKind::invalid_argument,
-                        "Trainer::fit: shard " + std::to_string(train.shard.index) + " of " +
-                            std::to_string(train.shard.count) + " must hold rows [" + std::to_string(lo) + ", " +
-                            std::to_string(hi) + ") of " + std::to_string(train.shard.total_rows) + ", it holds " +
-                            std::to_string(train.rows()) + " rows from row " + std::to_string(train.shard.first_row) +
-                            " (read it with data::read_binary_shard)");
-      }
+      check_inputs(model, train, validation);
     } catch (const Error& e) {
       if (!across) throw;
       problem = std::current_exception();
       problem_text = e.what();
     }
-    static_assert(!std::same_as<typename policies::sync, Sharded>,
-                  "tessera::Trainer: Sync<Sharded> (optimizer state sharded across replicas) is not in this version; "
-                  "use Sync<EveryStep> or Sync<Periodic<K>>");
-    static_assert(std::same_as<device, Cpu> || detail::DeviceBackend<device>::available,
-                  "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp> (CMake component cuda, compiled by "
-                  "nvcc)");
-    static_assert(detail::ReduceBackend<typename policies::reduce>::available,
-                  "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi); "
-                  "Reduce<NcclAllreduce> needs #include <tessera/nccl.hpp> (CMake component nccl)");
-    // A partition across ranks checks the data itself and agrees on its own setup signature, a
-    // failed check included; the GPU engine trains in one process (no `problem` is kept there).
-    if constexpr (!std::same_as<device, Cpu>)  // the GPU engine (tessera/cuda.hpp)
-      return detail::DeviceBackend<device>::fit(*this, model, train, validation, cbs...);
-    static_assert(std::same_as<typename policies::partition, Replicate> ||
-                      detail::PartitionBackend<typename policies::partition>::available,
-                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need #include <tessera/partition.hpp>");
-    if constexpr (!std::same_as<typename policies::partition, Replicate>)
-      return detail::PartitionBackend<typename policies::partition>::fit(*this, model, train, validation, cbs...);
-
-    detail::ParallelPlan plan;
-    plan.workers = workers();
-    plan.batch = opt_.batch_size;
-    plan.micro_batches = opt_.micro_batches;
-    if constexpr (requires { policies::sync::period; }) plan.period = policies::sync::period;
-    plan.shards = opt_.deterministic ? opt_.deterministic_shards : 0;
-    plan.prefetch = std::same_as<typename policies::load, Prefetch>;
-    plan.overlap = opt_.overlap;
-    plan.bucket_floats = opt_.bucket_bytes / sizeof(float);
-    detail::require(!(opt_.deterministic && plan.period), ErrorKind::invalid_argument,
-                    "Trainer: deterministic mode applies to Sync<EveryStep>; local SGD (Sync<Periodic<K>>) has no "
-                    "worker-independent result");
-    // Other processes (Reduce<MpiAllreduce>): agree on the whole setup, then start from rank 0's
-    // parameters. A rank that disagrees is named on every rank before any step.
-    std::vector<float> init(model.parameters().begin(), model.parameters().end());
-    const std::unique_ptr<detail::CrossRanks> cross = detail::ReduceBackend<typename policies::reduce>::join(
-        init, problem ? "this rank cannot train: " + problem_text : setup_signature(model, train, plan));
-    if (problem) std::rethrow_exception(problem);  // every rank has the same problem: nobody waits
-    plan.cross = cross.get();
-    if (train.sharded()) check_shards(train, *cross);
-    try {
-      const std::size_t ranks = cross ? cross->size : 1;
-      detail::warn_batch_larger_than_data(opt_.batch_size, ranks * plan.workers,
-                                          ranks > 1 ? "workers x ranks" : "worker(s)", train.total_rows());
-      if (train.sharded()) {
-        for (std::size_t r = 0; r < cross->size; ++r) {
-          const auto [lo, hi] = data::shard_rows(train.shard.total_rows, r, cross->size);
-          plan.rank_rows.push_back(hi - lo);
-        }
-        const std::size_t most = *std::max_element(plan.rank_rows.begin(), plan.rank_rows.end());
-        plan.batch = detail::fitted_batch(plan.batch, most, plan.workers, plan.micro_batches);
-      } else {
-        plan.batch = detail::fitted_batch(plan.batch, train.rows(), ranks * plan.workers, plan.micro_batches);
+    detail::GroupRequest request;
+    request.workers = workers();
+    request.one_per_process = !replicates && across;
+    request.options = &opt_;
+    auto group = detail::GroupFor<reduce, group_device>::template make<!replicates && across>(request);
+    // a grid or split the workers cannot form is refused the same way on every process
+    if constexpr (requires { detail::EngineFor<partition>::validate(model.architecture(), 1, 1, 1, true); })
+      detail::EngineFor<partition>::validate(model.architecture(), group->lanes(), group->processes(), opt_.micro_batches,
+                                             across);
+    if constexpr (!replicates && across) {
+      if (!problem && opt_.workers != 0 && opt_.workers != group->processes()) {
+        problem_text = std::string("tessera: Partition<") + partition::name +
+                       ">: each rank is one worker, so workers must be 0 or the number of ranks (" +
+                       std::to_string(group->processes()) + "), got " + std::to_string(opt_.workers);
+        problem = std::make_exception_ptr(Error(ErrorKind::invalid_argument, problem_text.substr(9)));
       }
-      // One worker without deterministic mode uses every core inside each kernel and GEMM; several
-      // workers (or deterministic mode) run each worker's kernels sequentially on its own thread.
-      if (plan.workers == 1 && !plan.shards) return run<Cpu>(model, train, validation, plan, init, cbs...);
-      detail::SingleThreadedBlas one_blas_thread;
-      return run<detail::CpuWorker>(model, train, validation, plan, init, cbs...);
+    }
+    const detail::EngineConfig cfg = engine_config(train, *group);
+    group->agree("training setup", problem ? "this rank cannot train: " + problem_text : signature(model, train, cfg, *group));
+    if (problem) std::rethrow_exception(problem);  // every process has the same problem: nobody waits
+    std::vector<float> init(model.parameters().begin(), model.parameters().end());
+    if (group->processes() > 1) group->broadcast(init.data(), init.size());
+    if (train.sharded()) check_shards(train, *group);
+    try {
+      return train_with(*group, model, train, validation, init, cfg, cbs...);
     } catch (const detail::CollectiveError&) {
-      throw;  // raised by every rank at the same step: nobody waits
+      throw;  // raised by every process at the same step: nobody waits
     } catch (const std::exception& e) {
-      if (cross) cross->fail(e.what());  // the other ranks stop at their next wait instead of hanging
+      group->fail(role_ + e.what());  // the other processes stop at their next wait instead of hanging
       throw;
     } catch (...) {
-      if (cross) cross->fail("an exception that is not a std::exception");
+      group->fail(role_ + "an exception that is not a std::exception");
       throw;
     }
   }
 
-  /// Each rank must hold its own shard (index = rank, count = ranks). Checked together: every rank
-  /// learns which ranks hold another shard and throws the same error, so nobody waits.
-  static void check_shards(const data::Dataset& train, detail::CrossRanks& cross) {
-    std::vector<double> wrong(cross.size, 0.0);
-    const bool mine_ok = train.shard.count == cross.size && train.shard.index == cross.rank;
-    wrong[cross.rank] = mine_ok ? 0.0 : 1.0;
-    cross.sum(wrong.data(), wrong.size(), "shard check");
+  /// How the engine trains, from the options, the policies and the data.
+  template <class Group>
+  detail::EngineConfig engine_config(const data::Dataset& train, const Group& group) const {
+    detail::EngineConfig c;
+    c.batch = opt_.batch_size;
+    c.micro_batches = opt_.micro_batches;
+    c.epochs = opt_.epochs;
+    c.shards = opt_.deterministic ? opt_.deterministic_shards : 0;
+    c.prefetch = policies::load::prefetch;
+    c.overlap = opt_.overlap;
+    c.bucket_floats = opt_.bucket_bytes / sizeof(float);
+    const std::size_t lanes = group.lanes(), processes = group.processes();
+    if constexpr (replicates) {
+      if (train.sharded()) {
+        for (std::size_t r = 0; r < processes; ++r) {
+          const auto [lo, hi] = data::shard_rows(train.shard.total_rows, r, processes);
+          c.process_rows.push_back(hi - lo);
+        }
+      }
+    } else if constexpr (LayerwiseChoice<partition>) {
+      c.replicas = partition::replicas;
+      c.stages = (across ? processes : lanes) / partition::replicas;
+      c.schedule = std::same_as<typename partition::schedule, GPipe> ? Schedule::gpipe : Schedule::one_f_one_b;
+    }
+    return c;
+  }
+
+  /// The data-parallel replicas of the fit (a step trains on replicas x batch_size rows).
+  template <class Group>
+  std::size_t replica_count(const Group& group) const {
+    if constexpr (replicates) return group.lanes() * group.processes();
+    else if constexpr (LayerwiseChoice<partition>) return partition::replicas;
+    else return 1;
+  }
+
+  /// Everything the processes must share to train one model together, as fields separated by
+  /// " | " (a disagreement names the fields that differ).
+  template <class Group>
+  std::string signature(const Model& model, const data::Dataset& d, const detail::EngineConfig& c, const Group& g) const {
+    std::string s = model.architecture().describe() + " | " + std::to_string(model.parameter_count()) +
+                    " parameters | weight_decay " + std::to_string(model.weight_decay()) + " | data " +
+                    shape_string(d.total_rows(), d.cols()) +
+                    (d.sharded() ? " in " + std::to_string(d.shard.count) + " shards" : "") + " | batch " +
+                    std::to_string(opt_.batch_size) + " x " + std::to_string(g.lanes()) + " workers | epochs " +
+                    std::to_string(opt_.epochs) + " | seed " + std::to_string(opt_.seed) + " | " +
+                    policies::split::name + ", " + policies::load::name + ", " + sync::name +
+                    (sync::period ? "<" + std::to_string(sync::period) + ">" : "") + " | " + optimizer_.describe() +
+                    " | micro-batches " + std::to_string(c.micro_batches) + " | deterministic " +
+                    (c.shards ? std::to_string(c.shards) + " shards" : std::string("off")) + " | overlap " +
+                    (c.overlap ? "buckets of " + std::to_string(c.bucket_floats) + " floats" : std::string("off")) +
+                    " | Partition<" + partition::name + ">";
+    if constexpr (LayerwiseChoice<partition>)
+      s += " " + std::to_string(c.stages) + " stages x " + std::to_string(c.replicas) + " replicas, " +
+           to_string(c.schedule);
+    return s + " | Device<" + device_name() + ">";
+  }
+  static std::string device_name() {
+    if constexpr (detail::is_gpu<device>) return "Cuda";
+    else return device::name;
+  }
+
+  /// Each process must hold its own shard (index = process, count = processes). Checked together:
+  /// every process learns which hold another shard and throws the same error, so nobody waits.
+  template <class Group>
+  static void check_shards(const data::Dataset& train, Group& group) {
+    const std::size_t P = group.processes(), me = group.process();
+    std::vector<double> wrong(P, 0.0);
+    const bool mine_ok = train.shard.count == P && train.shard.index == me;
+    wrong[me] = mine_ok ? 0.0 : 1.0;
+    group.sum(wrong.data(), wrong.size(), "shard check");
     std::string ranks;
-    for (std::size_t r = 0; r < cross.size; ++r)
+    for (std::size_t r = 0; r < P; ++r)
       if (wrong[r] != 0.0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     if (ranks.empty()) return;
     throw detail::CollectiveError(
         ErrorKind::invalid_argument,
         "Trainer::fit: each rank must train on its own shard of the data (index = rank, count = ranks = " +
-            std::to_string(cross.size) + "); rank(s) " + ranks + " do not" +
-            (mine_ok ? std::string() : " - this rank, " + std::to_string(cross.rank) + ", holds shard " +
+            std::to_string(P) + "); rank(s) " + ranks + " do not" +
+            (mine_ok ? std::string() : " - this rank, " + std::to_string(me) + ", holds shard " +
                                            std::to_string(train.shard.index) + " of " + std::to_string(train.shard.count)) +
             " (read shards with mpi::read_binary_shard)");
   }
 
-  /// Everything ranks must share to train one model together.
-  std::string setup_signature(const Model& model, const data::Dataset& d, const detail::ParallelPlan& plan) const {
-    return model.architecture().describe() + " | " + std::to_string(model.parameter_count()) +
-           " parameters | weight_decay " + std::to_string(model.weight_decay()) + " | data " +
-           shape_string(d.total_rows(), d.cols()) + (d.sharded() ? " in " + std::to_string(d.shard.count) + " shards" : "") +
-           " | batch " + std::to_string(plan.batch) + " x " +
-           std::to_string(plan.workers) + " workers | epochs " + std::to_string(opt_.epochs) + " | seed " +
-           std::to_string(opt_.seed) + " | " + policies::split::name + ", " + policies::load::name + ", " +
-           policies::sync::name + (plan.period ? "<" + std::to_string(plan.period) + ">" : "") + " | " +
-           optimizer_.describe() + " | micro-batches " + std::to_string(plan.micro_batches) + " | deterministic " +
-           (plan.shards ? std::to_string(plan.shards) + " shards" : std::string("off")) + " | overlap " +
-           (plan.overlap ? "buckets of " + std::to_string(plan.bucket_floats) + " floats" : std::string("off"));
+  /// Builds the engine for the device and trains: one worker without deterministic mode uses
+  /// every core inside each kernel and GEMM; several workers (or deterministic mode) run each
+  /// worker's kernels on its own thread.
+  template <class Group, class... Callbacks>
+  History train_with(Group& group, Model& model, const data::Dataset& train, const data::Dataset* validation,
+                     const std::vector<float>& init, detail::EngineConfig cfg, Callbacks&... cbs) {
+    const std::size_t rows = train.sharded() ? *std::max_element(cfg.process_rows.begin(), cfg.process_rows.end())
+                                             : train.rows();
+    const std::size_t replicas = replica_count(group);
+    detail::warn_batch_larger_than_data(opt_.batch_size, replicas,
+                                        replicates ? (group.processes() > 1 ? "workers x ranks" : "worker(s)")
+                                        : LayerwiseChoice<partition> ? "replica(s)"
+                                                                     : "split model",
+                                        train.total_rows());
+    const std::size_t spread = replicates ? (train.sharded() ? group.lanes() : replicas) : replicas;
+    cfg.batch = detail::fitted_batch(cfg.batch, rows, spread, cfg.micro_batches);
+    if constexpr (detail::is_gpu<device>) {
+      return epochs(*detail::EngineFor<partition>::template make<device, sync>(group, model, init, optimizer_, cfg),
+                    group, model, train, validation, cbs...);
+    } else {
+      if (replicates && group.lanes() == 1 && !cfg.shards)
+        return epochs(*detail::EngineFor<partition>::template make<Cpu, sync>(group, model, init, optimizer_, cfg), group,
+                      model, train, validation, cbs...);
+      detail::SingleThreadedBlas one_blas_thread;
+      return epochs(*detail::EngineFor<partition>::template make<detail::CpuWorker, sync>(group, model, init, optimizer_, cfg),
+                    group, model, train, validation, cbs...);
+    }
   }
 
-  template <class Dev, class... Callbacks>
-  History run(Model& model, const data::Dataset& train, const data::Dataset* validation, const detail::ParallelPlan& plan,
-              const std::vector<float>& init, Callbacks&... cbs) {
+  /// The epoch loop, the same for every engine.
+  template <Engine E, class Group, class... Callbacks>
+  History epochs(E& engine, Group& group, Model& model, const data::Dataset& train, const data::Dataset* validation,
+                 Callbacks&... cbs) {
     const Architecture& arch = model.architecture();
-    const std::size_t ranks = plan.cross ? plan.cross->size : 1;
     const std::size_t n = train.total_rows();
-    detail::DataParallel<Dev> engine(arch, model.weight_decay(), optimizer_, init, plan, opt_.epochs);
-    // only rank 0 shows progress
-    detail::ProgressLine progress(plan.cross && plan.cross->rank != 0 ? Progress::never : opt_.progress, opt_.epochs,
-                                  engine.steps_per_epoch(train.rows()));
-
+    if constexpr (requires { engine.where(); }) role_ = engine.where() + ": ";
+    detail::ProgressLine progress(group.process() == 0 && detail::this_process_writes().load() ? opt_.progress
+                                                                                              : Progress::never,
+                                  opt_.epochs, engine.steps_per_epoch(train.rows()));
     History h;
     h.samples = n;
-    h.workers = ranks * plan.workers;
-    const auto t0 = clock::now();
+    h.workers = engine.workers();
+    const auto t0 = Clock::now();
+    // every process holds the same parameters unless each averages only its own replicas (local SGD)
+    const bool collective = sync::period == 0 || !replicates;
     for (std::size_t epoch = 0; epoch < opt_.epochs; ++epoch) {
-      const auto e0 = clock::now();
+      const auto e0 = Clock::now();
       // a shard is ordered by its own stream (shard 0's is the unsharded one)
       const std::uint64_t seed = opt_.seed + 0x9E3779B97F4A7C15ull * train.shard.index;
       const auto order = detail::epoch_order<typename policies::split>(train, seed, static_cast<std::uint32_t>(epoch));
-      const detail::EpochResult r = engine.epoch(train, order, epoch, progress);
-      EpochRecord rec = detail::epoch_record(r, epoch, n, arch, seconds(e0, clock::now()));
+      const detail::EpochResult r =
+          engine.epoch(train, order, epoch, [&](std::size_t s, double running) { progress.step(epoch, s, running); });
+      EpochRecord rec = detail::epoch_record(r, epoch, n, arch, seconds(e0, Clock::now()));
+      if (r.pipeline) rec.bubble_fraction = r.stats.bubble_fraction();
       const auto eval = [&](const Model& m, const data::Dataset& v) { return evaluate(m, v); };
-      // every rank holds the same parameters unless each averages only its own replicas (local SGD)
       if (!detail::close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h,
-                               plan.period == 0, cbs...))
+                               collective, cbs...))
         break;
     }
-    h.total_seconds = seconds(t0, clock::now());
+    h.total_seconds = seconds(t0, Clock::now());
     const std::vector<float> p = engine.parameters();
     std::copy(p.begin(), p.end(), model.parameters().begin());
     return h;
@@ -354,6 +480,7 @@ class Trainer {
 
   TrainerOptions opt_;
   optim::Optimizer optimizer_;
+  std::string role_;  ///< this process's part in a partitioned fit across processes, for failure notices
 };
 
 }  // namespace tessera

@@ -226,18 +226,20 @@ TEST_CASE("Load<Prefetch> on the GPU gives the same bits as Load<Sequential>", "
 TEST_CASE("the GPU engine allocates no device memory after its first step", "[cuda][allocation]") {
   const data::Dataset d = regression_data(2000, 12, 4);
   const Model m = models::mlp({12, 24, 24, 1}, act::sigmoid, loss::mse, {.seed = 2});
-  detail::OneGpu one;
-  detail::CudaPlan plan;
+  comm::OneGpuGroup one;
+  detail::EngineConfig plan;
   plan.batch = 128;
   plan.prefetch = true;
-  detail::CudaEngine engine(m.architecture(), 0.0f, optim::adam(1e-3), m.parameters(), plan, 3, one, 12, 1, "test");
-  detail::ProgressLine progress(Progress::never, 3, engine.steps_per_epoch(d.rows()));
+  plan.epochs = 3;
+  detail::ReplicateEngine<Cuda, comm::OneGpuGroup, EveryStep> engine(one, m.architecture(), 0.0f, optim::adam(1e-3),
+                                                                      m.parameters(), plan);
+  const auto no_progress = [](std::size_t, double) {};
   std::size_t free0 = 0, free1 = 0, total = 0;
-  engine.epoch(d, {}, 0, progress);
+  engine.epoch(d, {}, 0, no_progress);
   const std::size_t after_first = engine.device_allocations();
   cudaMemGetInfo(&free0, &total);
-  engine.epoch(d, {}, 1, progress);
-  engine.epoch(d, {}, 2, progress);
+  engine.epoch(d, {}, 1, no_progress);
+  engine.epoch(d, {}, 2, no_progress);
   cudaMemGetInfo(&free1, &total);
   CHECK(engine.device_allocations() == after_first);
   CHECK(free1 == free0);

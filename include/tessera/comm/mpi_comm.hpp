@@ -214,6 +214,16 @@ class Communicator {
     }
   }
 
+  /// In place: rank r's block [bounds[r], bounds[r + 1]) of buf becomes the sum over ranks of that
+  /// block (the rest of buf is left partly summed). bounds has size() + 1 entries, 0 to n.
+  void reduce_scatter(float* buf, std::size_t n, std::span<const std::size_t> bounds, const char* what = "buffer") const {
+    ring_phase(buf, n, bounds, 0, size_ - 1, "reduce_scatter", what);
+  }
+  /// In place: every rank's buf becomes whole, rank r giving its block [bounds[r], bounds[r + 1]).
+  void all_gather(float* buf, std::size_t n, std::span<const std::size_t> bounds, const char* what = "buffer") const {
+    ring_phase(buf, n, bounds, size_ - 1, 2 * (size_ - 1), "all_gather", what);
+  }
+
   /// Copies `root`'s buf[0..n) to every rank.
   void broadcast(float* buf, std::size_t n, int root = 0, const char* what = "buffer") const {
     if (root < 0 || root >= size_) check(MPI_ERR_ROOT, "MPI_Bcast");
@@ -388,6 +398,9 @@ class Communicator {
     std::size_t segment = 0;
     int peer = -1;  ///< the rank this step receives from
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    int first = 0, last = -1;        ///< the steps [first, last) to run: all of them, or one phase
+    std::vector<std::size_t> bounds;  ///< size + 1 block boundaries (rank r's block r); empty: even chunks
+    Ring(float* b, std::size_t count, const char* w) : buf(b), n(count), what(w) {}
   };
 
   Communicator(MPI_Comm c, bool owned) : comm_(c), owned_(owned) {
@@ -431,36 +444,40 @@ class Communicator {
   /// Completes the ring's current step if its messages are done (adding for the reduce-scatter
   /// steps) and posts the next one. True when the whole sum is complete.
   bool advance(Ring& r) const {
-    const int steps = 2 * (size_ - 1);
+    if (r.last < 0) r.last = 2 * (size_ - 1);
     // reduce-scatter steps go in segments, so that what arrives is added while still in cache;
     // every rank cuts every chunk the same way (segments past a chunk's end are empty messages)
-    const std::size_t segments = (chunk(r.n, 0).second + segment - 1) / segment;
+    const std::size_t segments = (longest_chunk(r) + segment - 1) / segment;
     if (r.step >= 0) {
       int done = 0;
       check(MPI_Testall(2, r.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
       if (!done) return false;
       if (r.step < size_ - 1) {  // reduce-scatter: add the received piece into ours
-        const auto [lo, hi] = piece(r.n, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
+        const auto [lo, hi] = piece(r, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
         add(r.buf + lo, scratch_.data(), hi - lo);
       }
     }
-    if (r.step < 0 || r.step >= size_ - 1 || ++r.segment >= segments) {
+    if (r.step < 0) {
+      r.step = r.first;
       r.segment = 0;
-      if (++r.step >= steps) return true;
+    } else if (r.step >= size_ - 1 || ++r.segment >= segments) {
+      r.segment = 0;
+      ++r.step;
     }
+    if (r.step >= r.last) return true;
     const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
     r.peer = prev;
     std::pair<std::size_t, std::size_t> send, recv;
     float* recv_into = nullptr;
     if (r.step < size_ - 1) {
-      send = piece(r.n, (rank_ - r.step + size_) % size_, r.segment);
-      recv = piece(r.n, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
-      if (scratch_.size() < segment) scratch_.resize(std::min(segment, chunk(r.n, 0).second));
+      send = piece(r, (rank_ - r.step + size_) % size_, r.segment);
+      recv = piece(r, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
+      if (scratch_.size() < segment) scratch_.resize(std::min(segment, longest_chunk(r)));
       recv_into = scratch_.data();
     } else {
       const int s = r.step - (size_ - 1);
-      send = chunk(r.n, (rank_ + 1 - s + size_) % size_);
-      recv = chunk(r.n, (rank_ - s + size_) % size_);
+      send = chunk(r, (rank_ + 1 - s + size_) % size_);
+      recv = chunk(r, (rank_ - s + size_) % size_);
       recv_into = r.buf + recv.first;
     }
     const int tag = detail::ring_tag + r.step;
@@ -470,11 +487,45 @@ class Communicator {
     return false;
   }
 
+  /// Chunk c of the ring: an even share, or - with block boundaries - block c - 1, so that the
+  /// reduce-scatter phase leaves rank r with block r (the phase leaves it with chunk r + 1).
+  [[nodiscard]] std::pair<std::size_t, std::size_t> chunk(const Ring& r, int c) const {
+    if (r.bounds.empty()) return chunk(r.n, c);
+    const auto b = static_cast<std::size_t>((c + size_ - 1) % size_);
+    return {r.bounds[b], r.bounds[b + 1]};
+  }
+  [[nodiscard]] std::size_t longest_chunk(const Ring& r) const {
+    if (r.bounds.empty()) return chunk(r.n, 0).second;
+    std::size_t m = 0;
+    for (std::size_t b = 0; b + 1 < r.bounds.size(); ++b) m = std::max(m, r.bounds[b + 1] - r.bounds[b]);
+    return m;
+  }
+
   /// Segment `k` of chunk `c`: empty past the chunk's end.
-  [[nodiscard]] std::pair<std::size_t, std::size_t> piece(std::size_t n, int c, std::size_t k) const {
-    const auto [lo, hi] = chunk(n, c);
+  [[nodiscard]] std::pair<std::size_t, std::size_t> piece(const Ring& r, int c, std::size_t k) const {
+    const auto [lo, hi] = chunk(r, c);
     const std::size_t a = std::min(hi, lo + k * segment);
     return {a, std::min(hi, a + segment)};
+  }
+
+  /// One phase of a ring over blocks: checks the boundaries, runs the steps [first, last).
+  void ring_phase(float* buf, std::size_t n, std::span<const std::size_t> bounds, int first, int last, const char* op,
+                  const char* what) const {
+    if (size_ == 1) return;
+    if (bounds.size() != static_cast<std::size_t>(size_) + 1 || bounds.front() != 0 || bounds.back() != n ||
+        !std::is_sorted(bounds.begin(), bounds.end()))
+      throw Error(ErrorKind::invalid_argument, std::string("mpi: ") + op + " on " + me() + ": " +
+                                                   std::to_string(bounds.size()) + " block boundaries for " +
+                                                   std::to_string(size_) + " ranks and " + std::to_string(n) +
+                                                   " values (need ranks + 1, from 0 to the count, in order)");
+    if (!queue_.empty())
+      throw Error(ErrorKind::invalid_argument, "mpi: " + std::string(op) + " on " + me() +
+                                                   " while started sums are pending; call finish() first");
+    Ring r{buf, n, what};
+    r.first = first;
+    r.last = last;
+    r.bounds.assign(bounds.begin(), bounds.end());
+    while (!advance(r)) wait_all(r.req, 2, op, what, r.peer, n);
   }
 
   static void add(float* __restrict d, const float* __restrict s, std::size_t n) {

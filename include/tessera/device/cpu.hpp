@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/detail/blas.hpp"
+#include "tessera/device/concepts.hpp"
 
 namespace tessera {
 
@@ -32,6 +33,18 @@ struct Cpu {
     std::copy(host_src, host_src + n, device_dst);
   }
 
+  /// Nothing to wait for: work on the CPU is done when its call returns.
+  static void synchronize() noexcept {}
+  template <class Check>
+  static void wait(Check&&) noexcept {}
+
+  /// What a lane binds on its thread: nothing on the CPU.
+  struct Lane {
+    explicit Lane(int = 0) noexcept {}
+    struct Bound {};
+    [[nodiscard]] Bound bind() noexcept { return {}; }
+  };
+
   static void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                    const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                    std::size_t ldc) {
@@ -51,6 +64,12 @@ namespace detail {
 struct CpuWorker : Cpu {
   static auto exec() noexcept { return thrust::cpp::par; }
 };
+
+}  // namespace detail
+
+static_assert(DeviceType<Cpu> && DeviceType<detail::CpuWorker>);
+
+namespace detail {
 
 /// Holds the CBLAS library to one thread while alive (OpenBLAS only; other CBLAS libraries are
 /// left as configured), restoring the previous count after.
