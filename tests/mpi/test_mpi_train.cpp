@@ -97,6 +97,62 @@ TEST_CASE("deterministic mode: R ranks x W workers bitwise equal R*W worker thre
   }
 }
 
+TEST_CASE("Sync<Sharded> across ranks trains like Sync<EveryStep>, bitwise in deterministic mode", "[mpi][sharded]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const auto d = blobs(1003, 6, 3);
+  for (std::size_t workers : {1u, 2u}) {
+    CAPTURE(ranks, workers);
+    const TrainerOptions o{.batch_size = 6, .epochs = 3, .seed = 9, .workers = workers, .progress = Progress::never};
+    Model sharded = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    const History hs = Trainer<DataSplit<Random>, Reduce<MpiAllreduce>, Sync<Sharded>>(o, optim::adam(0.01)).fit(sharded, d);
+    Model every = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    const History he = Trainer<DataSplit<Random>, Reduce<MpiAllreduce>>(o, optim::adam(0.01)).fit(every, d);
+    CHECK(max_relative_difference(sharded.parameters(), every.parameters()) < 1e-5);
+    CHECK(hs.last().loss == Approx(he.last().loss).epsilon(1e-5));
+    // deterministic mode: the same bits as EveryStep on R*W threads
+    TrainerOptions det = o;
+    det.batch_size = 7;
+    det.deterministic = true;
+    Model a = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>, Sync<Sharded>>(det, optim::adam(0.01)).fit(a, d);
+    Model b = fresh(100);
+    TrainerOptions threads = det;
+    threads.workers = ranks * workers;
+    Trainer<DataSplit<Random>>(threads, optim::adam(0.01)).fit(b, d);
+    CHECK(std::memcmp(a.parameters().data(), b.parameters().data(), a.parameter_count() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("Sync<Sharded> across ranks keeps 1/N of the optimizer state per worker; EveryStep keeps it all per rank",
+          "[mpi][sharded][memory]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const Model m = fresh(1);
+  const std::size_t p = m.parameter_count();
+  detail::EngineConfig cfg;
+  cfg.batch = 8;
+  for (std::size_t workers : {1u, 2u}) {
+    CAPTURE(ranks, workers);
+    const std::size_t N = ranks * workers;
+    comm::MpiThreadsGroup g(workers);
+    detail::ReplicateEngine<detail::CpuWorker, comm::MpiThreadsGroup, Sharded> zero(g, m.architecture(), 0.0f,
+                                                                                     optim::adam(), m.parameters(), cfg);
+    std::size_t state = 0;
+    for (const WorkerMemory& w : zero.memory()) {
+      CHECK(w.optimizer_state <= 2 * (p / N + 16));
+      state += w.optimizer_state;
+    }
+    CHECK(state == 2 * p);
+    comm::MpiThreadsGroup g2(workers);
+    detail::ReplicateEngine<detail::CpuWorker, comm::MpiThreadsGroup, EveryStep> every(g2, m.architecture(), 0.0f,
+                                                                                        optim::adam(), m.parameters(), cfg);
+    state = 0;
+    for (const WorkerMemory& w : every.memory()) state += w.optimizer_state;
+    CHECK(state == 2 * p * ranks);  // the whole state on every rank, sliced among its threads
+  }
+}
+
 TEST_CASE("local SGD across ranks equals local SGD across threads", "[mpi][local_sgd]") {
   const auto world = mpi::Communicator::world();
   const std::size_t ranks = static_cast<std::size_t>(world.size());

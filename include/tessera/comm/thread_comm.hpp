@@ -34,6 +34,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/range.hpp"
 #include "tessera/detail/config.hpp"
+#include "tessera/detail/gradient_view.hpp"
 
 namespace tessera::comm {
 
@@ -282,12 +283,12 @@ class ThreadComm {
   void reduce_apply(const float* in, std::size_t n, const char*, F&& f) {
     const detail::Range r = slice(n, size(), rank_);
     if (size() == 1) {
-      f(r, SumOf1{in + r.lo});
+      f(r, detail::GradientOf{in + r.lo});
       return;
     }
     const detail_thread::Registry& reg = enter(in, nullptr);
     if (size() == 2) {
-      f(r, SumOf2{reg.in[0] + r.lo, reg.in[1] + r.lo});
+      f(r, detail::GradientSum2{reg.in[0] + r.lo, reg.in[1] + r.lo});
     } else {
       f(r, SumOfN{reg.in.data(), size(), r.lo});
     }
@@ -423,15 +424,6 @@ class ThreadComm {
   [[nodiscard]] ThreadGroup& group() const noexcept { return *g_; }
 
  private:
-  struct SumOf1 {
-    const float* a;
-    TESSERA_HD float operator()(std::size_t i) const { return a[i]; }
-  };
-  struct SumOf2 {
-    const float* a;
-    const float* b;
-    TESSERA_HD float operator()(std::size_t i) const { return a[i] + b[i]; }
-  };
   struct SumOfN {
     const float* const* in;
     std::size_t n, lo;

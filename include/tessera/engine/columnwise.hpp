@@ -135,22 +135,23 @@ inline std::vector<LayerView> column_views(const std::vector<LocalLayer>& layers
 template <class Dev, class Group>
 class ColumnEngine {
  public:
-  using Comm = std::remove_cvref_t<decltype(std::declval<Group&>().lane(std::size_t{0}))>;
+  using Comm = typename Lanes<Group>::Comm;
+  static_assert(comm::Collectives<Comm>, "tessera: Partition<Columnwise> needs a communicator with collectives "
+                                         "(comm::Collectives); this Reduce choice's communicator lacks some");
+  static_assert(std::is_same_v<typename Dev::template vector<float>, std::vector<float>>,
+                "tessera: Partition<Columnwise> runs on devices whose memory is the host's (Device<Cpu>)");
   enum class Mode { forward, gradient, train };
 
   ColumnEngine(Group& group, const Architecture& arch, float weight_decay, std::span<const float> init,
                const optim::Optimizer& opt, std::size_t max_rows, std::size_t micro_batches, std::size_t epochs)
-      : group_(group), arch_(arch), wd_(weight_decay), opt_(opt), micro_(micro_batches), epochs_(epochs),
-        lanes_(group.lanes()) {
+      : lanes_(group), arch_(arch), wd_(weight_decay), opt_(opt), micro_(micro_batches), epochs_(epochs) {
     require(micro_batches >= 1, ErrorKind::invalid_argument, "Partition<Columnwise>: 0 micro-batches");
     require(init.size() == arch.parameter_count(), ErrorKind::shape,
             "Partition<Columnwise>: " + std::to_string(init.size()) + " parameters for a model of " +
                 std::to_string(arch.parameter_count()));
-    for (std::size_t w = 0; w < lanes_; ++w) comms_.push_back(group.lane(w));
-    workers_ = comms_[0].size();
-    for (std::size_t w = 0; w < lanes_; ++w) {
-      auto l = std::make_unique<LaneState>(group_.device(w));
-      l->layers = column_layout(arch, workers_, comms_[w].rank());
+    for (std::size_t w = 0; w < lanes_.size(); ++w) {
+      auto l = std::make_unique<LaneState>(group.device(w));
+      l->layers = column_layout(arch, lanes_.workers(), lanes_.comm(w).rank());
       const std::size_t n = column_floats(l->layers);
       l->params.assign(n, 0.0f);
       l->grads.assign(n, 0.0f);
@@ -162,7 +163,7 @@ class ColumnEngine {
     reserve(max_rows);
   }
 
-  [[nodiscard]] std::size_t workers() const noexcept { return workers_; }
+  [[nodiscard]] std::size_t workers() const noexcept { return lanes_.workers(); }
   [[nodiscard]] std::size_t steps_per_epoch(std::size_t n) const { return (n + batch_ - 1) / batch_; }
 
   /// "layer 0 (64 -> 128): columns | layer 1 (128 -> 10): rows".
@@ -179,7 +180,7 @@ class ColumnEngine {
 
   /// "rank 2 (columns of 3 ranks)": this process's part, for messages across processes.
   [[nodiscard]] std::string where() const {
-    return "rank " + std::to_string(comms_[0].rank()) + " (columns of " + std::to_string(workers_) + " ranks)";
+    return "rank " + std::to_string(lanes_.comm(0).rank()) + " (columns of " + std::to_string(workers()) + " ranks)";
   }
 
   void reserve(std::size_t rows) {
@@ -191,17 +192,11 @@ class ColumnEngine {
   [[nodiscard]] std::vector<float> parameters() { return gather(false); }
   /// The last step's gradient, in the whole model's layout.
   [[nodiscard]] std::vector<float> gradient() { return gather(true); }
-  [[nodiscard]] double weight_penalty() {
-    const std::vector<float> p = parameters();
-    double s = 0.0;
-    for (const DenseLayer& L : arch_.layers)
-      for (std::size_t i = 0; i < L.weight_count(); ++i) s += static_cast<double>(p[L.offset + i]) * p[L.offset + i];
-    return 0.5 * wd_ * s;
-  }
+  [[nodiscard]] double weight_penalty() { return weight_penalty_of(arch_, parameters(), wd_); }
 
   /// What every worker holds (floats), indexed by worker. Collective across processes.
   [[nodiscard]] std::vector<WorkerMemory> memory() {
-    return gather_memory(group_, comms_, workers_, [&](std::size_t w) {
+    return lanes_.memory([&](std::size_t w) {
       const LaneState& l = *lane_[w];
       return WorkerMemory{l.params.size(), l.grads.size(), opt_.state_buffers() * l.params.size(),
                           l.net->activation_floats() + l.xbuf.capacity() + l.ybuf.capacity()};
@@ -213,15 +208,11 @@ class ColumnEngine {
     reserve(rows);
     const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
     double loss = 0.0;
-    group_.reset();
-    run_lanes(
-        lanes_,
-        [&](std::size_t w) {
-          lane_threads<Dev>();
-          const double l = step(w, src, 0, rows, mode, scale, w == 0 ? outputs : nullptr);
-          if (w == 0) loss = l;
-        },
-        [&] { group_.abort(); });
+    lanes_.run([&](std::size_t w) {
+      lane_threads<Dev>();
+      const double l = step(w, src, 0, rows, mode, scale, w == 0 ? outputs : nullptr);
+      if (w == 0) loss = l;
+    });
     return loss;
   }
 
@@ -230,10 +221,7 @@ class ColumnEngine {
     const RowSource src = rows_of(d, order);
     const std::size_t n = d.rows(), steps = steps_per_epoch(n);
     EpochResult out;
-    group_.reset();
-    run_lanes(
-        lanes_,
-        [&](std::size_t w) {
+    lanes_.run([&](std::size_t w) {
           LaneState& l = *lane_[w];
           [[maybe_unused]] auto bound = l.device.bind();
           lane_threads<Dev>();
@@ -246,7 +234,7 @@ class ColumnEngine {
             l.comm_seconds = 0.0;
             const double loss = step(w, src, s * batch_, rows, Mode::train, scale, nullptr);
             // the outputs are the same bits on every worker: so is the loss
-            if (!std::isfinite(loss)) loss_diverged(loss, epoch, s, opt_, group_.processes() > 1);
+            if (!std::isfinite(loss)) loss_diverged(loss, epoch, s, opt_, lanes_.group().processes() > 1);
             l.state->update(Dev::exec(), l.params.data(), l.grads.data(), 0, l.params.size(), lr, ++l.steps);
             if (w == 0) {
               const double all = seconds_since(t0);
@@ -259,8 +247,7 @@ class ColumnEngine {
               on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
             }
           }
-        },
-        [&] { group_.abort(); });
+        });
     return out;
   }
 
@@ -280,7 +267,7 @@ class ColumnEngine {
   double step(std::size_t w, const RowSource& src, std::size_t first, std::size_t rows, Mode mode, float scale,
               float* outputs) {
     LaneState& l = *lane_[w];
-    Comm& c = comms_[w];
+    Comm& c = lanes_.comm(w);
     const auto sum = [&](float* buf, std::size_t count) {
       const auto t0 = Clock::now();
       c.all_reduce(buf, buf, count, "Partition<Columnwise> partial products");
@@ -311,26 +298,20 @@ class ColumnEngine {
   /// each worker writes its disjoint part, and one all-reduce (exact: one non-zero term per value)
   /// gives every worker the whole.
   std::vector<float> gather(bool gradients) {
-    std::vector<std::vector<float>> whole(lanes_, std::vector<float>(arch_.parameter_count(), 0.0f));
-    group_.reset();
-    run_lanes(
-        lanes_,
-        [&](std::size_t w) {
+    return lanes_.gather(
+        arch_.parameter_count(),
+        [&](std::size_t w, float* whole) {
           const LaneState& l = *lane_[w];
-          gather_columns(arch_, l.layers, comms_[w].rank() == 0, (gradients ? l.grads : l.params).data(), whole[w].data());
-          comms_[w].all_reduce(whole[w].data(), whole[w].data(), whole[w].size(),
-                               gradients ? "gradients of the column split" : "parameters of the column split");
+          gather_columns(arch_, l.layers, lanes_.comm(w).rank() == 0, (gradients ? l.grads : l.params).data(), whole);
         },
-        [&] { group_.abort(); });
-    return whole[0];
+        gradients ? "gradients of the column split" : "parameters of the column split");
   }
 
-  Group& group_;
+  Lanes<Group> lanes_;
   Architecture arch_;
   float wd_;
   optim::Optimizer opt_;
-  std::size_t micro_, epochs_, lanes_, workers_ = 1, batch_ = 1;
-  std::vector<Comm> comms_;
+  std::size_t micro_, epochs_, batch_ = 1;
   std::vector<std::unique_ptr<LaneState>> lane_;
 };
 

@@ -15,6 +15,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/range.hpp"
 #include "tessera/data/dataset.hpp"
+#include "tessera/model/architecture.hpp"
 #include "tessera/optim/optimizer.hpp"
 
 namespace tessera {
@@ -82,6 +83,14 @@ struct EpochResult {
   PipelineStats stats;         ///< Partition<Layerwise>
   bool pipeline = false;
 };
+
+/// 0.5 * weight_decay * |W|^2 of the whole model's parameters p (biases excluded).
+inline double weight_penalty_of(const Architecture& arch, const std::vector<float>& p, float weight_decay) {
+  double s = 0.0;
+  for (const DenseLayer& L : arch.layers)
+    for (std::size_t i = 0; i < L.weight_count(); ++i) s += static_cast<double>(p[L.offset + i]) * p[L.offset + i];
+  return 0.5 * weight_decay * s;
+}
 
 /// The scheduled learning rate of step s of `steps` in `epoch` of `epochs`.
 inline double learning_rate(const optim::Optimizer& o, std::size_t epoch, std::size_t s, std::size_t steps,

@@ -174,24 +174,27 @@ double run_stage_ops(Network<Dev>& net, const float* params, float* g, const std
 template <class Dev, class Group>
 class LayerwiseEngine {
  public:
-  using Comm = std::remove_cvref_t<decltype(std::declval<Group&>().lane(std::size_t{0}))>;
+  using Comm = typename Lanes<Group>::Comm;
+  static_assert(comm::PointToPoint<Comm> && comm::Splittable<Comm> && comm::Collectives<Comm>,
+                "tessera: Partition<Layerwise> needs a communicator with collectives, messages and sub-groups "
+                "(comm::Communicator); this Reduce choice's communicator lacks some");
+  static_assert(std::is_same_v<typename Dev::template vector<float>, std::vector<float>>,
+                "tessera: Partition<Layerwise> runs on devices whose memory is the host's (Device<Cpu>)");
   static constexpr bool shared = Comm::shared_memory;
   enum class Mode { forward, gradient, train };
 
   LayerwiseEngine(Group& group, const Architecture& arch, float weight_decay, const optim::Optimizer& opt,
                   std::span<const float> init, PipelineOptions o, std::size_t epochs, std::size_t rows_per_replica)
-      : group_(group), arch_(arch), wd_(weight_decay), o_(o), plan_(plan_stages(arch, o.stages, o.balance)), opt_(opt),
-        epochs_(epochs), lanes_(group.lanes()) {
+      : lanes_(group), arch_(arch), wd_(weight_decay), o_(o), plan_(plan_stages(arch, o.stages, o.balance)), opt_(opt),
+        epochs_(epochs) {
     check_pipeline(arch, o);
     require(init.size() == arch.parameter_count(), ErrorKind::shape,
             "Partition<Layerwise>: " + std::to_string(init.size()) + " parameters for a model of " +
                 std::to_string(arch.parameter_count()));
-    for (std::size_t w = 0; w < lanes_; ++w) comms_.push_back(group.lane(w));
-    workers_ = comms_[0].size();
-    require(workers_ == o_.stages * o_.replicas, ErrorKind::invalid_argument,
-            "Partition<Layerwise>: " + std::to_string(workers_) + " workers for " + std::to_string(o_.stages) +
+    require(workers() == o_.stages * o_.replicas, ErrorKind::invalid_argument,
+            "Partition<Layerwise>: " + std::to_string(workers()) + " workers for " + std::to_string(o_.stages) +
                 " stages x " + std::to_string(o_.replicas) + " replicas");
-    lane_.resize(lanes_);
+    lane_.resize(lanes_.size());
     if constexpr (shared) {  // one copy of each stage of this process's lanes, shared by its replicas
       stage_params_.resize(o_.stages);
       stage_sum_.resize(o_.stages);
@@ -203,13 +206,13 @@ class LayerwiseEngine {
         stage_state_.push_back(std::make_unique<optim::State<Dev>>(opt, st.parameters()));
       }
     }
-    run_lanes(lanes_, [&](std::size_t w) { setup_lane(w, init); }, [&] { group_.abort(); });
+    lanes_.run([&](std::size_t w) { setup_lane(w, init); });
     reserve(rows_per_replica);
   }
 
   [[nodiscard]] const StagePlan& plan() const noexcept { return plan_; }
   [[nodiscard]] const PipelineOptions& options() const noexcept { return o_; }
-  [[nodiscard]] std::size_t workers() const noexcept { return workers_; }
+  [[nodiscard]] std::size_t workers() const noexcept { return lanes_.workers(); }
   [[nodiscard]] const PipelineStats& stats() const noexcept { return stats_; }
   void reset_stats() noexcept { stats_ = {}; }
   [[nodiscard]] std::size_t steps_per_epoch(std::size_t n) const {
@@ -235,17 +238,11 @@ class LayerwiseEngine {
     return gather([&](LaneState& l) -> const float* { return sum_of(l); }, "gradients of the stages");
   }
   /// 0.5 * weight_decay * |W|^2 over all stages.
-  [[nodiscard]] double weight_penalty() {
-    const std::vector<float> p = parameters();
-    double s = 0.0;
-    for (const DenseLayer& L : arch_.layers)
-      for (std::size_t i = 0; i < L.weight_count(); ++i) s += static_cast<double>(p[L.offset + i]) * p[L.offset + i];
-    return 0.5 * wd_ * s;
-  }
+  [[nodiscard]] double weight_penalty() { return weight_penalty_of(arch_, parameters(), wd_); }
 
   /// What every worker holds (floats), indexed by worker. Collective across processes.
   [[nodiscard]] std::vector<WorkerMemory> memory() {
-    return gather_memory(group_, comms_, workers_, [&](std::size_t w) {
+    return lanes_.memory([&](std::size_t w) {
       const LaneState& l = *lane_[w];
       const std::size_t n = plan_.stages[l.s].parameters();
       return WorkerMemory{n, l.grad.size(), opt_.state_buffers() * n, l.net->activation_floats() + l.bufs.floats()};
@@ -267,12 +264,9 @@ class LayerwiseEngine {
     reserve((rows + o_.replicas - 1) / o_.replicas);
     const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
     const std::size_t outs = outputs ? rows * arch_.output_dim() : 0;
-    std::vector<std::vector<float>> own(lanes_);
+    std::vector<std::vector<float>> own(lanes_.size());
     double loss = 0.0;
-    group_.reset();
-    run_lanes(
-        lanes_,
-        [&](std::size_t w) {
+    lanes_.run([&](std::size_t w) {
           LaneState& l = *lane_[w];
           [[maybe_unused]] auto bound = l.device.bind();
           lane_threads<Dev>();
@@ -287,10 +281,9 @@ class LayerwiseEngine {
           }
           const double lane_loss = step(w, src, 0, rows, mode, scale, out);
           const double step_loss = finish_step(w, mode, lane_loss, 0.0, 0);
-          if (outputs && !shared) comms_[w].all_reduce(out, out, outs, "outputs of the last stages");
+          if (outputs && !shared) lanes_.comm(w).all_reduce(out, out, outs, "outputs of the last stages");
           if (w == 0) loss = step_loss;
-        },
-        [&] { group_.abort(); });
+        });
     if (outputs && !shared) std::copy(own[0].begin(), own[0].end(), outputs);
     return loss;
   }
@@ -303,10 +296,7 @@ class LayerwiseEngine {
     EpochResult out;
     out.pipeline = true;
     const PipelineStats before = stats_;
-    group_.reset();
-    run_lanes(
-        lanes_,
-        [&](std::size_t w) {
+    lanes_.run([&](std::size_t w) {
           LaneState& l = *lane_[w];
           [[maybe_unused]] auto bound = l.device.bind();
           lane_threads<Dev>();
@@ -318,7 +308,7 @@ class LayerwiseEngine {
             const auto t0 = Clock::now();
             const double lane_loss = step(w, src, s * global, rows, Mode::train, scale, nullptr);
             const double step_loss = finish_step(w, Mode::train, lane_loss, lr, ++l.steps);
-            if (!std::isfinite(step_loss)) loss_diverged(step_loss, epoch, s, opt_, group_.processes() > 1);
+            if (!std::isfinite(step_loss)) loss_diverged(step_loss, epoch, s, opt_, lanes_.group().processes() > 1);
             if (w == 0) {  // lane 0's time: its passes and update, versus waiting and exchange
               const double busy = l.clk.busy + l.update_seconds;
               out.compute_seconds += busy;
@@ -330,8 +320,7 @@ class LayerwiseEngine {
               on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
             }
           }
-        },
-        [&] { group_.abort(); });
+        });
     out.stats.busy_seconds = stats_.busy_seconds - before.busy_seconds;
     out.stats.worker_seconds = stats_.worker_seconds - before.worker_seconds;
     out.stats.steps = stats_.steps - before.steps;
@@ -355,10 +344,10 @@ class LayerwiseEngine {
   };
 
   void setup_lane(std::size_t w, std::span<const float> init) {
-    lane_[w] = std::make_unique<LaneState>(group_.device(w));
+    lane_[w] = std::make_unique<LaneState>(lanes_.group().device(w));
     LaneState& l = *lane_[w];
     [[maybe_unused]] auto bound = l.device.bind();
-    Comm& c = comms_[w];
+    Comm& c = lanes_.comm(w);
     const std::size_t S = o_.stages;
     l.g = c.rank();
     l.s = l.g % S;
@@ -427,7 +416,7 @@ class LayerwiseEngine {
       l.clk.busy += seconds_since(t0);
     }
     l.clk.end = Clock::now();
-    if constexpr (requires(Comm& c) { c.flush(); }) comms_[w].flush();  // every message has left
+    if constexpr (requires(Comm& c) { c.flush(); }) lanes_.comm(w).flush();  // every message has left
     return loss;
   }
 
@@ -435,7 +424,7 @@ class LayerwiseEngine {
   /// learns the step's loss and the workers' busy and elapsed times. Returns the step's loss.
   double finish_step(std::size_t w, Mode mode, double loss, double lr, std::uint64_t t) {
     LaneState& l = *lane_[w];
-    Comm& c = comms_[w];
+    Comm& c = lanes_.comm(w);
     const auto u0 = Clock::now();
     if (mode != Mode::forward) {
       Comm& dp = *l.dp;
@@ -450,7 +439,7 @@ class LayerwiseEngine {
       dp.local_barrier("stage parameters");
     }
     l.update_seconds = seconds_since(u0);
-    const std::size_t W = workers_;
+    const std::size_t W = workers();
     std::vector<double> v(2 + W, 0.0);
     v[0] = l.s + 1 == o_.stages ? loss : 0.0;
     v[1] = l.clk.busy;
@@ -467,33 +456,26 @@ class LayerwiseEngine {
   /// Every stage's values (replica 0's), in the whole model's layout, on every lane.
   template <class Values>
   std::vector<float> gather(Values&& values, const char* what) {
-    std::vector<std::vector<float>> whole(lanes_, std::vector<float>(arch_.parameter_count(), 0.0f));
-    group_.reset();
-    run_lanes(
-        lanes_,
-        [&](std::size_t w) {
+    return lanes_.gather(
+        arch_.parameter_count(),
+        [&](std::size_t w, float* whole) {
           LaneState& l = *lane_[w];
-          if (l.r == 0) {
-            const StageSpan& st = plan_.stages[l.s];
-            const float* v = values(l);
-            std::copy(v, v + st.parameters(), whole[w].begin() + static_cast<std::ptrdiff_t>(st.parameter_begin));
-          }
-          // each value has one non-zero term over the workers: the sum is exact
-          comms_[w].all_reduce(whole[w].data(), whole[w].data(), whole[w].size(), what);
+          if (l.r != 0) return;
+          const StageSpan& st = plan_.stages[l.s];
+          const float* v = values(l);
+          std::copy(v, v + st.parameters(), whole + st.parameter_begin);
         },
-        [&] { group_.abort(); });
-    return whole[0];
+        what);
   }
 
-  Group& group_;
+  Lanes<Group> lanes_;
   Architecture arch_;
   float wd_;
   PipelineOptions o_;
   StagePlan plan_;
   optim::Optimizer opt_;
-  std::size_t epochs_, lanes_, workers_ = 1;
+  std::size_t epochs_;
   std::size_t batch_ = 1, micro_rows_ = 0;
-  std::vector<Comm> comms_;
   std::vector<std::unique_ptr<LaneState>> lane_;
   std::vector<std::vector<float>> stage_params_, stage_sum_;  ///< shared memory: one per stage
   std::vector<std::unique_ptr<optim::State<Dev>>> stage_state_;

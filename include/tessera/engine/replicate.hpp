@@ -56,22 +56,24 @@ template <class Dev, class Group, class Sync>
 class ReplicateEngine {
  public:
   using Comm = std::remove_cvref_t<decltype(std::declval<Group&>().lane(std::size_t{0}))>;
+  static_assert(comm::Collectives<Comm>, "tessera: Partition<Replicate> needs a communicator with collectives "
+                                         "(comm::Collectives); this Reduce choice's communicator lacks some");
+  static_assert(comm::Group<Group>, "tessera: a Reduce choice's factory must make a comm::Group");
   using vector = typename Dev::template vector<float>;
   static constexpr bool shared = Comm::shared_memory;
 
   ReplicateEngine(Group& group, const Architecture& arch, float weight_decay, const optim::Optimizer& opt,
                   std::span<const float> init, EngineConfig cfg)
-      : group_(group), arch_(arch), wd_(weight_decay), opt_(opt), cfg_(std::move(cfg)), p_(init.size()),
-        lanes_(group.lanes()), feed_(lanes_, cfg_.batch) {
-    for (std::size_t w = 0; w < lanes_; ++w) comms_.push_back(group.lane(w));
-    workers_ = comms_[0].size();
+      : group_(group), team_(group), arch_(arch), wd_(weight_decay), opt_(opt), cfg_(std::move(cfg)),
+        p_(init.size()), lanes_(group.lanes()), feed_(lanes_, cfg_.batch) {
+    workers_ = team_.workers();
     processes_ = group.processes();
     process_ = group.process();
     require(!(cfg_.shards && Sync::period), ErrorKind::invalid_argument,
             "Trainer: deterministic mode applies to Sync<EveryStep>; local SGD (Sync<Periodic<K>>) has no "
             "worker-independent result");
-    require(!(cfg_.shards && !std::is_same_v<Sync, EveryStep>), ErrorKind::invalid_argument,
-            std::string("Trainer: deterministic mode applies to Sync<EveryStep>, not Sync<") + Sync::name + ">");
+    require(!(cfg_.shards && Sync::scope == StateScope::replica), ErrorKind::invalid_argument,
+            std::string("Trainer: deterministic mode sums gradients; Sync<") + Sync::name + "> keeps a replica per worker");
     if (cfg_.shards) {
       if constexpr (!shared) {
         fail(ErrorKind::invalid_argument,
@@ -97,7 +99,7 @@ class ReplicateEngine {
       if (cfg_.shards) setup_shards();
     }
     try {
-      run_lanes(lanes_, [&](std::size_t w) { setup_lane(w, init); }, [&] { group_.abort(); });
+      team_.run([&](std::size_t w) { setup_lane(w, init); });
     } catch (...) {
       lane_.clear();
       throw;
@@ -121,14 +123,8 @@ class ReplicateEngine {
     std::vector<EpochResult> per(lanes_);
     feed_.begin(d, order, steps, cfg_.prefetch, [this, n](std::size_t s) { return process_range(s, n); },
                 [this, n](std::size_t w, std::size_t s) { return lane_range(w, s, n); });
-    group_.reset();
     try {
-      run_lanes(
-          lanes_, [&](std::size_t w) { per[w] = lane_epoch(w, d, epoch, steps, on_step); },
-          [&] {
-            group_.abort();
-            feed_.abort();
-          });
+      team_.run([&](std::size_t w) { per[w] = lane_epoch(w, d, epoch, steps, on_step); }, [&] { feed_.abort(); });
     } catch (...) {
       feed_.end();
       throw;
@@ -175,7 +171,7 @@ class ReplicateEngine {
   /// What every worker holds (floats), indexed by worker: the parameters it updates, their
   /// optimizer state, its gradient and its activations. Collective across processes.
   [[nodiscard]] std::vector<WorkerMemory> memory() {
-    return gather_memory(group_, comms_, workers_, [&](std::size_t w) {
+    return team_.memory([&](std::size_t w) {
       const LaneState& l = *lane_[w];
       return WorkerMemory{l.owned, l.grads.size() + l.shard_floats, opt_.state_buffers() * l.owned,
                           l.net ? l.net->activation_floats() : 0};
@@ -236,7 +232,7 @@ class ReplicateEngine {
       return {here.lo + m.lo, here.lo + m.hi};
     }
     const std::size_t first = s * global_batch(), rows = std::min(global_batch(), n - first);
-    const Range r = share(rows, workers_, comms_[w].rank());
+    const Range r = share(rows, workers_, team_.comm(w).rank());
     return {first + r.lo, first + r.hi};
   }
   /// The shards of this process (deterministic mode): the union of its lanes' contiguous blocks.
@@ -256,7 +252,7 @@ class ReplicateEngine {
     LaneState& l = *lane_[w];
     [[maybe_unused]] auto bound = l.device.bind();
     lane_threads<Dev>();
-    const Comm& c = comms_[w];
+    const Comm& c = team_.comm(w);
     const std::size_t rows = cfg_.shards ? (workers_ * cfg_.batch + cfg_.shards - 1) / cfg_.shards
                                          : (cfg_.batch + cfg_.micro_batches - 1) / cfg_.micro_batches;
     l.net = std::make_unique<Network<Dev>>(arch_, std::max<std::size_t>(rows, 1));
@@ -332,7 +328,7 @@ class ReplicateEngine {
     LaneState& l = *lane_[w];
     [[maybe_unused]] auto bound = l.device.bind();
     lane_threads<Dev>();
-    Comm& c = comms_[w];
+    Comm& c = team_.comm(w);
     const std::size_t n = d.rows();
     const bool periodic = Sync::period != 0;
     EpochResult res;
@@ -421,7 +417,7 @@ class ReplicateEngine {
       (void)w, (void)s, (void)rows, (void)update;
       return 0.0;
     } else {
-      Comm& c = comms_[w];
+      Comm& c = team_.comm(w);
       const std::size_t S = cfg_.shards, first = s * global_batch();
       const Range pk = process_shards(), mine = share(S, workers_, c.rank());
       const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
@@ -446,11 +442,16 @@ class ReplicateEngine {
         c.local_barrier("shard tree");
       }
       lane_[w]->comm_seconds = seconds_since(c0);
-      const Range slice = comm::slice(p_, c.local_size(), c.local_rank());
-      update(slice, GradientOf{(processes_ == 1 ? shard_grads_[0].data() : received_.data()) + slice.lo});
+      // the Sync choice applies the tree's sum as it would any sum: a slice of the process's
+      // replica per lane (EveryStep), or the lane's slice of the one replica, gathered (Sharded)
+      float* sum = processes_ == 1 ? shard_grads_[0].data() : received_.data();
       double loss = 0.0;
-      for (double v : shard_losses_) loss += v;  // read before the barrier below: stable
-      c.local_barrier("parameters");
+      const std::uint64_t t = lane_[w]->steps;
+      auto losses = [&] {
+        for (double v : shard_losses_) loss += v;  // every shard's loss is in: read in shard order
+      };
+      SyncStep<Comm, Update, decltype(losses)> step{c, sum, sum, params_shared_.data(), p_, t, false, true, update, losses};
+      Sync::step(step);  // ends with a barrier: no lane writes the next shard losses before all read these
       feed_.after_update(w, s);
       return loss;
     }
@@ -500,12 +501,12 @@ class ReplicateEngine {
   }
 
   Group& group_;
+  Lanes<Group> team_;
   Architecture arch_;
   float wd_;
   optim::Optimizer opt_;
   EngineConfig cfg_;
   std::size_t p_, lanes_, workers_ = 1, processes_ = 1, process_ = 0;
-  std::vector<Comm> comms_;
   std::vector<std::unique_ptr<LaneState>> lane_;
   Feed<Dev> feed_;
   bool overlap_ = false;

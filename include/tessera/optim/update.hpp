@@ -6,22 +6,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tessera/detail/gradient_view.hpp"
 #include "tessera/optim/optimizer.hpp"
 
 namespace tessera::detail {
-
-/// Where an update reads the gradient: one buffer, or the sum of two workers' buffers (the
-/// all-reduce of two workers fused into the update: one pass instead of a reduction, then an
-/// update).
-struct GradientOf {
-  const float* g;
-  TESSERA_HD float operator()(std::size_t i) const { return g[i]; }
-};
-struct GradientSum2 {
-  const float* a;
-  const float* b;
-  TESSERA_HD float operator()(std::size_t i) const { return a[i] + b[i]; }
-};
 
 template <class G>
 struct SgdUpdate {

@@ -71,7 +71,7 @@ struct Sharded {
   template <class S>
   static void step(S& s) {
     auto& c = s.comm;
-    const detail::Range mine = c.reduce_scatter(s.grad, s.sum, s.n, "gradients");
+    const detail::Range mine = s.summed ? comm::slice(s.n, c.size(), c.rank()) : c.reduce_scatter(s.grad, s.sum, s.n, "gradients");
     s.losses();
     s.update(mine, detail::GradientOf{s.sum + mine.lo});
     c.all_gather(s.params, s.n, "parameters");
