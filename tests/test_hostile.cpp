@@ -388,9 +388,8 @@ TEST_CASE("defect 12: workers set from a negative int is an Error with the limit
   CHECK_THROWS_MATCHES(Trainer<>(o, optim::sgd(0.1)), Error,
                        ErrorWith(ErrorKind::invalid_argument, "is above the limit of 4096 worker threads"));
   o.workers = 2;
-  o.deterministic = true;
-  o.deterministic_shards = static_cast<std::size_t>(negative);
-  CHECK_THROWS_MATCHES(Trainer<>(o, optim::sgd(0.1)), Error, ErrorWith(ErrorKind::invalid_argument, "deterministic_shards"));
+  o.deterministic = {true, static_cast<std::size_t>(negative)};
+  CHECK_THROWS_MATCHES(Trainer<>(o, optim::sgd(0.1)), Error, ErrorWith(ErrorKind::invalid_argument, "deterministic.shards"));
 }
 
 #if defined(__unix__)

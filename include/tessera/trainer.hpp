@@ -41,6 +41,25 @@
 
 namespace tessera {
 
+/// Deterministic mode: bitwise-identical parameters whatever the number of workers and ranks.
+/// `.deterministic = true`, or `.deterministic = {true, 24}` for 24 logical shards per step.
+struct Determinism {
+  bool enabled = false;
+  std::size_t shards = 12;  ///< logical shards per global batch (1 to 16384)
+  constexpr Determinism(bool on = false, std::size_t logical_shards = 12) noexcept : enabled(on), shards(logical_shards) {}
+  constexpr explicit operator bool() const noexcept { return enabled; }
+};
+
+/// Communication across processes and GPUs: gradients summed in buckets of whole layers (at least
+/// bucket_bytes each, last layer first) started during the backward pass; off: one sum after it.
+/// `.overlap = false`, or `.overlap = {true, 1 << 20}` for buckets of at least 1 MiB.
+struct Overlap {
+  bool enabled = true;
+  std::size_t bucket_bytes = std::size_t{4} << 20;
+  constexpr Overlap(bool on = true, std::size_t bytes = std::size_t{4} << 20) noexcept : enabled(on), bucket_bytes(bytes) {}
+  constexpr explicit operator bool() const noexcept { return enabled; }
+};
+
 struct TrainerOptions {
   // the run
   std::size_t batch_size = 32;  ///< samples per data-parallel replica per step (a worker; a pipeline; a split model)
@@ -49,15 +68,9 @@ struct TrainerOptions {
   // the workers
   std::size_t workers = 0;      ///< worker threads of each process; 0: one per hardware thread
   std::size_t micro_batches = 1;  ///< forward/backward passes per replica per step (gradient accumulation)
-  // reproducibility
-  bool deterministic = false;   ///< bitwise-identical parameters whatever the number of workers
-  std::size_t deterministic_shards = 12;  ///< logical shards per step in deterministic mode
-  // reporting
+  Determinism deterministic{};
   Progress progress = Progress::automatic;
-  // communication across processes and GPUs: sum gradients in buckets of whole layers (at least
-  // bucket_bytes each, last layer first) started during the backward pass; off: one sum after it
-  bool overlap = true;
-  std::size_t bucket_bytes = std::size_t{4} << 20;
+  Overlap overlap{};
 };
 
 /// Loss and the metrics that apply to the model's loss (NaN where they do not).
@@ -133,11 +146,25 @@ struct GroupFor<ThreadAllreduce, Cpu> {
 };
 
 /// How a Partition choice builds its engine: Replicate here, Layerwise and Columnwise in
-/// tessera/partition.hpp. A user's Partition choice brings its own as a static `make_engine`.
+/// tessera/partition.hpp. A user's Partition choice brings its own as `template <class Device,
+/// class Sync, class Group> static std::unique_ptr<E> make_engine(Group&, const Model&,
+/// std::span<const float> init, const optim::Optimizer&, EngineConfig)`, E modelling Engine.
 template <class P>
 struct EngineFor {
-  static constexpr bool available = false;
+  static constexpr bool available =
+      requires(comm::LocalGroup& g, const Model& m, std::span<const float> init, const optim::Optimizer& o, EngineConfig c) {
+        P::template make_engine<Cpu, EveryStep>(g, m, init, o, c);
+      };
+  template <class Dev, class Sync, class Group>
+  static auto make(Group& g, const Model& m, std::span<const float> init, const optim::Optimizer& o, EngineConfig cfg) {
+    return P::template make_engine<Dev, Sync>(g, m, init, o, std::move(cfg));
+  }
 };
+
+/// Whether the host reads a device's memory: the shipped host communicators (threads, MPI) then
+/// serve it. A device of the user's says so with `static constexpr bool host_memory = true`.
+template <class D>
+inline constexpr bool host_memory = requires { requires D::host_memory; };
 template <>
 struct EngineFor<Replicate> {
   static constexpr bool available = true;
@@ -169,12 +196,13 @@ class Trainer {
                     "Trainer: micro_batches must be in [1, batch_size = " + std::to_string(options.batch_size) +
                         "], got " + std::to_string(options.micro_batches));
     detail::require(!options.deterministic ||
-                        (options.deterministic_shards > 0 && options.deterministic_shards <= detail::max_deterministic_shards),
+                        (options.deterministic.shards > 0 && options.deterministic.shards <= detail::max_deterministic_shards),
                     ErrorKind::invalid_argument,
-                    "Trainer: deterministic_shards must be in [1, " + std::to_string(detail::max_deterministic_shards) +
-                        "], got " + std::to_string(options.deterministic_shards));
-    detail::require(options.bucket_bytes >= sizeof(float), ErrorKind::invalid_argument,
-                    "Trainer: bucket_bytes must be at least 4 (one float), got " + std::to_string(options.bucket_bytes));
+                    "Trainer: deterministic.shards must be in [1, " + std::to_string(detail::max_deterministic_shards) +
+                        "], got " + std::to_string(options.deterministic.shards));
+    detail::require(options.overlap.bucket_bytes >= sizeof(float), ErrorKind::invalid_argument,
+                    "Trainer: overlap.bucket_bytes must be at least 4 (one float), got " +
+                        std::to_string(options.overlap.bucket_bytes));
   }
 
   /// The number of worker threads of each process a fit will use.
@@ -276,9 +304,12 @@ class Trainer {
                   "tessera::Trainer: Reduce<MpiAllreduce> needs #include <tessera/mpi.hpp> (CMake component mpi)");
     static_assert(!std::same_as<reduce, NcclAllreduce> || detail::is_gpu<device>,
                   "tessera::Trainer: Reduce<NcclAllreduce> requires Device<Cuda>");
-    static_assert(detail::EngineFor<partition>::available || requires { partition::make_engine; },
-                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need #include <tessera/partition.hpp>");
-    using group_device = std::conditional_t<detail::is_gpu<device>, device, Cpu>;
+    static_assert(detail::EngineFor<partition>::available,
+                  "tessera::Trainer: Partition<Layerwise> and Partition<Columnwise> need #include <tessera/partition.hpp>; "
+                  "a Partition choice of the user's needs a static make_engine<Device, Sync>(group, model, init, "
+                  "optimizer, config) (docs/extending.md)");
+    // communicators over host memory serve every device whose memory the host reads
+    using group_device = std::conditional_t<detail::host_memory<device>, Cpu, device>;
     static_assert(detail::GroupFor<reduce, group_device>::available,
                   "tessera::Trainer: this Reduce choice makes no group on this device: Reduce<MpiAllreduce> needs "
                   "#include <tessera/mpi.hpp>, Reduce<NcclAllreduce> #include <tessera/nccl.hpp>");
@@ -337,10 +368,10 @@ class Trainer {
     c.batch = opt_.batch_size;
     c.micro_batches = opt_.micro_batches;
     c.epochs = opt_.epochs;
-    c.shards = opt_.deterministic ? opt_.deterministic_shards : 0;
+    c.shards = opt_.deterministic ? opt_.deterministic.shards : 0;
     c.prefetch = policies::load::prefetch;
-    c.overlap = opt_.overlap;
-    c.bucket_floats = opt_.bucket_bytes / sizeof(float);
+    c.overlap = opt_.overlap.enabled;
+    c.bucket_floats = opt_.overlap.bucket_bytes / sizeof(float);
     const std::size_t lanes = group.lanes(), processes = group.processes();
     if constexpr (replicates) {
       if (train.sharded()) {
@@ -430,6 +461,9 @@ class Trainer {
     const std::size_t spread = replicates ? (train.sharded() ? group.lanes() : replicas) : replicas;
     cfg.batch = detail::fitted_batch(cfg.batch, rows, spread, cfg.micro_batches);
     if constexpr (detail::is_gpu<device>) {
+      return epochs(*detail::EngineFor<partition>::template make<device, sync>(group, model, init, optimizer_, cfg),
+                    group, model, train, validation, cbs...);
+    } else if constexpr (!std::same_as<device, Cpu>) {  // a device of the user's, as it is
       return epochs(*detail::EngineFor<partition>::template make<device, sync>(group, model, init, optimizer_, cfg),
                     group, model, train, validation, cbs...);
     } else {

@@ -292,8 +292,7 @@ TEST_CASE("Reduce<NcclAllreduce> on one GPU trains to the same bits as Device<Cu
   for (const std::size_t bucket : {std::size_t{4}, std::size_t{600}, std::size_t{1} << 20}) {
     for (const bool overlap : {true, false}) {
       CAPTURE(bucket, overlap);
-      o.bucket_bytes = bucket;
-      o.overlap = overlap;
+      o.overlap = {overlap, bucket};
       Model m = init;
       const History h = Trainer<DataSplit<Random>, Reduce<NcclAllreduce>, Device<Cuda>>(o, optim::adam(1e-2)).fit(m, d);
       CHECK(h.workers == 1);
@@ -307,6 +306,18 @@ TEST_CASE("Reduce<NcclAllreduce> on one GPU trains to the same bits as Device<Cu
                     Catch::Contains("GPUs (workers), this process sees"));
 }
 
+TEST_CASE("Sync<Sharded> on NCCL trains as Sync<EveryStep> does, each GPU keeping its slice of the state",
+          "[nccl][sharded]") {
+  const data::Dataset d = regression_data(1200, 12, 7);
+  const Model init = models::mlp({12, 48, 24, 1}, act::tanh, loss::mse, {.seed = 8});
+  const std::size_t gpus = std::min<std::size_t>(2, std::size_t(detail::cuda_device_count()));
+  const TrainerOptions o{.batch_size = 40, .epochs = 2, .seed = 2, .workers = gpus, .progress = Progress::never};
+  Model every = init, sharded = init;
+  Trainer<DataSplit<Random>, Reduce<NcclAllreduce>, Device<Cuda>>(o, optim::adam(1e-2)).fit(every, d);
+  Trainer<DataSplit<Random>, Reduce<NcclAllreduce>, Sync<Sharded>, Device<Cuda>>(o, optim::adam(1e-2)).fit(sharded, d);
+  CHECK(relative_error(sharded.parameters(), every.parameters()) < 1e-5);
+}
+
 TEST_CASE("Reduce<NcclAllreduce> on two GPUs equals one GPU with the doubled batch", "[nccl][multi]") {
   if (detail::cuda_device_count() < 2) {
     WARN("one GPU: the two-GPU equivalence is not run here");
@@ -318,7 +329,7 @@ TEST_CASE("Reduce<NcclAllreduce> on two GPUs equals one GPU with the doubled bat
   Trainer<Device<Cuda>>({.batch_size = 100, .epochs = 3, .workers = 1, .progress = Progress::never}, optim::sgd(0.05))
       .fit(one, d);
   const History h = Trainer<Reduce<NcclAllreduce>, Device<Cuda>>(
-                        {.batch_size = 50, .epochs = 3, .workers = 2, .progress = Progress::never, .bucket_bytes = 256},
+                        {.batch_size = 50, .epochs = 3, .workers = 2, .progress = Progress::never, .overlap = {true, 256}},
                         optim::sgd(0.05))
                         .fit(two, d);
   CHECK(h.workers == 2);

@@ -57,7 +57,7 @@ TEST_CASE("R ranks x batch b equal one process with batch R*b", "[mpi][equivalen
     Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
     Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t({.batch_size = 6, .epochs = 3, .seed = 9, .workers = c.workers,
                                                         .micro_batches = c.micro_batches, .progress = Progress::never,
-                                                        .overlap = c.overlap, .bucket_bytes = c.bucket_bytes},
+                                                        .overlap = {c.overlap, c.bucket_bytes}},
                                                        optim::momentum(0.05));
     const History h = t.fit(m, d);
     CHECK(h.workers == ranks * c.workers);
@@ -80,13 +80,13 @@ TEST_CASE("deterministic mode: R ranks x W workers bitwise equal R*W worker thre
       CAPTURE(ranks, workers, shards);
       Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
       Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t({.batch_size = 7, .epochs = 2, .seed = 3, .workers = workers,
-                                                          .deterministic = true, .deterministic_shards = shards,
+                                                          .deterministic = {true, shards},
                                                           .progress = Progress::never},
                                                          optim::adam(0.01));
       const History h = t.fit(m, d);
       Model ref = fresh(100);
       Trainer<DataSplit<Random>> threads({.batch_size = 7, .epochs = 2, .seed = 3, .workers = ranks * workers,
-                                          .deterministic = true, .deterministic_shards = shards,
+                                          .deterministic = {true, shards},
                                           .progress = Progress::never},
                                          optim::adam(0.01));
       const History hr = threads.fit(ref, d);

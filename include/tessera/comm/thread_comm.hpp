@@ -48,11 +48,19 @@ inline void pause() noexcept {
 #endif
 }
 
-/// A barrier of n lanes that spins for a few microseconds, then sleeps on a futex, and that an
+/// How long a waiting lane spins before it sleeps: some microseconds while every lane of the
+/// process has a core of its own, almost not at all when there are more lanes than cores (a
+/// spinning lane would then take the core of the lane it waits for).
+inline int spins_for(std::size_t lanes) noexcept {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 || lanes <= cores ? 4000 : 16;
+}
+
+/// A barrier of n lanes that spins for a while (spins_for), then sleeps on a futex, and that an
 /// abort releases (wait() then returns false).
 class Barrier {
  public:
-  Barrier(std::size_t n, const std::atomic<bool>& aborted) : n_(n), aborted_(&aborted) {}
+  Barrier(std::size_t n, const std::atomic<bool>& aborted, int spins) : n_(n), spins_(spins), aborted_(&aborted) {}
   [[nodiscard]] bool wait() {
     if (n_ == 1) return !aborted_->load(std::memory_order_acquire);
     const std::uint32_t g = generation_.load(std::memory_order_acquire);
@@ -62,7 +70,7 @@ class Barrier {
       generation_.fetch_add(1, std::memory_order_release);
       generation_.notify_all();
     } else {
-      for (int spin = 0; spin < 4000 && generation_.load(std::memory_order_acquire) == g; ++spin) pause();
+      for (int spin = 0; spin < spins_ && generation_.load(std::memory_order_acquire) == g; ++spin) pause();
       while (generation_.load(std::memory_order_acquire) == g && !aborted_->load(std::memory_order_acquire))
         generation_.wait(g, std::memory_order_acquire);
     }
@@ -77,6 +85,7 @@ class Barrier {
 
  private:
   std::size_t n_;
+  int spins_;
   const std::atomic<bool>* aborted_;
   std::atomic<std::size_t> count_{0};
   std::atomic<std::uint32_t> generation_{0};
@@ -95,8 +104,8 @@ struct Registry {
 /// (one that ends without a barrier) may register for the next while a slower lane still reads
 /// this one's, but cannot get further before every lane has arrived there.
 struct Shared {
-  Shared(std::vector<std::size_t> members, const std::atomic<bool>& aborted)
-      : lanes(std::move(members)), barrier(lanes.size(), aborted), registry{Registry(lanes.size()), Registry(lanes.size())},
+  Shared(std::vector<std::size_t> members, const std::atomic<bool>& aborted, int spins)
+      : lanes(std::move(members)), barrier(lanes.size(), aborted, spins), registry{Registry(lanes.size()), Registry(lanes.size())},
         rounds(lanes.size(), 0), split_color(lanes.size()), split_key(lanes.size()) {}
   std::vector<std::size_t> lanes;  ///< the group lane of each rank
   Barrier barrier;
@@ -135,7 +144,7 @@ class ThreadGroup {
   explicit ThreadGroup(std::size_t lanes) : n_(lanes < 1 ? 1 : lanes), boxes_(n_) {
     std::vector<std::size_t> all(n_);
     for (std::size_t w = 0; w < n_; ++w) all[w] = w;
-    root_ = std::make_unique<detail_thread::Shared>(std::move(all), aborted_);
+    root_ = std::make_unique<detail_thread::Shared>(std::move(all), aborted_, detail_thread::spins_for(n_));
     for (auto& b : boxes_) b = std::make_unique<detail_thread::Mailbox>();
   }
   ThreadGroup(const ThreadGroup&) = delete;
@@ -174,7 +183,7 @@ class ThreadGroup {
  private:
   friend class ThreadComm;
   detail_thread::Shared* make_sub(std::vector<std::size_t> members) {
-    auto s = std::make_unique<detail_thread::Shared>(std::move(members), aborted_);
+    auto s = std::make_unique<detail_thread::Shared>(std::move(members), aborted_, detail_thread::spins_for(n_));
     const std::lock_guard<std::mutex> lock(subs_mutex_);
     subs_.push_back(std::move(s));
     return subs_.back().get();

@@ -21,6 +21,8 @@ struct Cpu {
   using vector = std::vector<T>;
 
   static constexpr const char* name = "Cpu";
+  /// The host reads this device's memory: host communicators serve it.
+  static constexpr bool host_memory = true;
 
   /// The Thrust execution policy every elementwise kernel of this device is launched with.
   static auto exec() noexcept { return thrust::omp::par; }

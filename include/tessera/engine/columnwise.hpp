@@ -222,32 +222,32 @@ class ColumnEngine {
     const std::size_t n = d.rows(), steps = steps_per_epoch(n);
     EpochResult out;
     lanes_.run([&](std::size_t w) {
-          LaneState& l = *lane_[w];
-          [[maybe_unused]] auto bound = l.device.bind();
-          lane_threads<Dev>();
-          double running = 0.0;
-          for (std::size_t s = 0; s < steps; ++s) {
-            const auto t0 = Clock::now();
-            const std::size_t rows = std::min(batch_, n - s * batch_);
-            const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
-            const double lr = learning_rate(opt_, epoch, s, steps, epochs_);
-            l.comm_seconds = 0.0;
-            const double loss = step(w, src, s * batch_, rows, Mode::train, scale, nullptr);
-            // the outputs are the same bits on every worker: so is the loss
-            if (!std::isfinite(loss)) loss_diverged(loss, epoch, s, opt_, lanes_.group().processes() > 1);
-            l.state->update(Dev::exec(), l.params.data(), l.grads.data(), 0, l.params.size(), lr, ++l.steps);
-            if (w == 0) {
-              const double all = seconds_since(t0);
-              out.communication_seconds += l.comm_seconds;
-              out.compute_seconds += all - l.comm_seconds;
-              out.loss_sum += loss;
-              out.learning_rate = lr;
-              running += loss;
-              const std::size_t seen = std::min(n, (s + 1) * batch_);
-              on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
-            }
-          }
-        });
+      LaneState& l = *lane_[w];
+      [[maybe_unused]] auto bound = l.device.bind();
+      lane_threads<Dev>();
+      double running = 0.0;
+      for (std::size_t s = 0; s < steps; ++s) {
+        const auto t0 = Clock::now();
+        const std::size_t rows = std::min(batch_, n - s * batch_);
+        const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
+        const double lr = learning_rate(opt_, epoch, s, steps, epochs_);
+        l.comm_seconds = 0.0;
+        const double loss = step(w, src, s * batch_, rows, Mode::train, scale, nullptr);
+        // the outputs are the same bits on every worker: so is the loss
+        if (!std::isfinite(loss)) loss_diverged(loss, epoch, s, opt_, lanes_.group().processes() > 1);
+        l.state->update(Dev::exec(), l.params.data(), l.grads.data(), 0, l.params.size(), lr, ++l.steps);
+        if (w == 0) {
+          const double all = seconds_since(t0);
+          out.communication_seconds += l.comm_seconds;
+          out.compute_seconds += all - l.comm_seconds;
+          out.loss_sum += loss;
+          out.learning_rate = lr;
+          running += loss;
+          const std::size_t seen = std::min(n, (s + 1) * batch_);
+          on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
+        }
+      }
+    });
     return out;
   }
 

@@ -267,23 +267,23 @@ class LayerwiseEngine {
     std::vector<std::vector<float>> own(lanes_.size());
     double loss = 0.0;
     lanes_.run([&](std::size_t w) {
-          LaneState& l = *lane_[w];
-          [[maybe_unused]] auto bound = l.device.bind();
-          lane_threads<Dev>();
-          float* out = nullptr;
-          if (outputs) {
-            if constexpr (shared) {
-              out = outputs;
-            } else {
-              own[w].assign(outs, 0.0f);
-              out = own[w].data();
-            }
-          }
-          const double lane_loss = step(w, src, 0, rows, mode, scale, out);
-          const double step_loss = finish_step(w, mode, lane_loss, 0.0, 0);
-          if (outputs && !shared) lanes_.comm(w).all_reduce(out, out, outs, "outputs of the last stages");
-          if (w == 0) loss = step_loss;
-        });
+      LaneState& l = *lane_[w];
+      [[maybe_unused]] auto bound = l.device.bind();
+      lane_threads<Dev>();
+      float* out = nullptr;
+      if (outputs) {
+        if constexpr (shared) {
+          out = outputs;
+        } else {
+          own[w].assign(outs, 0.0f);
+          out = own[w].data();
+        }
+      }
+      const double lane_loss = step(w, src, 0, rows, mode, scale, out);
+      const double step_loss = finish_step(w, mode, lane_loss, 0.0, 0);
+      if (outputs && !shared) lanes_.comm(w).all_reduce(out, out, outs, "outputs of the last stages");
+      if (w == 0) loss = step_loss;
+    });
     if (outputs && !shared) std::copy(own[0].begin(), own[0].end(), outputs);
     return loss;
   }
@@ -297,30 +297,30 @@ class LayerwiseEngine {
     out.pipeline = true;
     const PipelineStats before = stats_;
     lanes_.run([&](std::size_t w) {
-          LaneState& l = *lane_[w];
-          [[maybe_unused]] auto bound = l.device.bind();
-          lane_threads<Dev>();
-          double running = 0.0;
-          for (std::size_t s = 0; s < steps; ++s) {
-            const std::size_t rows = std::min(global, n - s * global);
-            const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
-            const double lr = learning_rate(opt_, epoch, s, steps, epochs_);
-            const auto t0 = Clock::now();
-            const double lane_loss = step(w, src, s * global, rows, Mode::train, scale, nullptr);
-            const double step_loss = finish_step(w, Mode::train, lane_loss, lr, ++l.steps);
-            if (!std::isfinite(step_loss)) loss_diverged(step_loss, epoch, s, opt_, lanes_.group().processes() > 1);
-            if (w == 0) {  // lane 0's time: its passes and update, versus waiting and exchange
-              const double busy = l.clk.busy + l.update_seconds;
-              out.compute_seconds += busy;
-              out.communication_seconds += std::max(0.0, seconds_since(t0) - busy);
-              out.learning_rate = lr;
-              out.loss_sum += step_loss;
-              running += step_loss;
-              const std::size_t seen = std::min(n, (s + 1) * global);
-              on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
-            }
-          }
-        });
+      LaneState& l = *lane_[w];
+      [[maybe_unused]] auto bound = l.device.bind();
+      lane_threads<Dev>();
+      double running = 0.0;
+      for (std::size_t s = 0; s < steps; ++s) {
+        const std::size_t rows = std::min(global, n - s * global);
+        const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
+        const double lr = learning_rate(opt_, epoch, s, steps, epochs_);
+        const auto t0 = Clock::now();
+        const double lane_loss = step(w, src, s * global, rows, Mode::train, scale, nullptr);
+        const double step_loss = finish_step(w, Mode::train, lane_loss, lr, ++l.steps);
+        if (!std::isfinite(step_loss)) loss_diverged(step_loss, epoch, s, opt_, lanes_.group().processes() > 1);
+        if (w == 0) {  // lane 0's time: its passes and update, versus waiting and exchange
+          const double busy = l.clk.busy + l.update_seconds;
+          out.compute_seconds += busy;
+          out.communication_seconds += std::max(0.0, seconds_since(t0) - busy);
+          out.learning_rate = lr;
+          out.loss_sum += step_loss;
+          running += step_loss;
+          const std::size_t seen = std::min(n, (s + 1) * global);
+          on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
+        }
+      }
+    });
     out.stats.busy_seconds = stats_.busy_seconds - before.busy_seconds;
     out.stats.worker_seconds = stats_.worker_seconds - before.worker_seconds;
     out.stats.steps = stats_.steps - before.steps;
