@@ -31,11 +31,13 @@ inline constexpr char model_magic[8] = {'T', 'S', 'R', 'M', 'O', 'D', 'L', '1'};
 inline constexpr std::uint32_t model_format_version = 2;
 inline constexpr std::uint64_t model_max_layers = std::uint64_t{1} << 20;
 
-/// Reads a source front to back, hashing what it reads.
+/// Reads a source front to back, hashing what it reads; `kind` ("model file", "checkpoint")
+/// names the file in messages.
 template <class Source>
 class ModelReader {
  public:
-  ModelReader(const Source& src, std::uint64_t basis) : src_(src), hash_(basis) {}
+  ModelReader(const Source& src, std::uint64_t basis, const char* kind = "model file")
+      : src_(src), kind_(kind), hash_(basis) {}
   template <class T>
   T get(const char* what) {
     T v;
@@ -44,7 +46,7 @@ class ModelReader {
   }
   void bytes(void* to, std::size_t n, const char* what) {
     if (n > src_.size() - pos_)
-      fail(ErrorKind::format, src_.name() + ": truncated model file: ends at byte " + std::to_string(src_.size()) +
+      fail(ErrorKind::format, src_.name() + ": truncated " + kind_ + ": ends at byte " + std::to_string(src_.size()) +
                                   " while reading the " + what + " at byte " + std::to_string(pos_));
     src_.read(pos_, to, n);
     hash_ = fnv1a(to, n, hash_);
@@ -56,7 +58,29 @@ class ModelReader {
 
  private:
   const Source& src_;
+  std::string kind_;
   std::uint64_t pos_ = 0, hash_;
+};
+
+/// Bytes [at, at + n) of another source, as a source of their own (a model file inside a
+/// checkpoint); the range was checked against the outer source's size.
+template <class Source>
+class SliceSource {
+ public:
+  SliceSource(const Source& src, std::uint64_t at, std::uint64_t n, std::string name)
+      : src_(src), at_(at), n_(n), name_(std::move(name)) {}
+  [[nodiscard]] std::uint64_t size() const noexcept { return n_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  void read(std::uint64_t at, void* to, std::size_t n) const {
+    require(at <= n_ && n <= n_ - at, ErrorKind::format,
+            name_ + ": truncated: needs bytes up to " + std::to_string(at + n) + ", has " + std::to_string(n_));
+    src_.read(at_ + at, to, n);
+  }
+
+ private:
+  const Source& src_;
+  std::uint64_t at_, n_;
+  std::string name_;
 };
 
 template <class Source>
@@ -127,6 +151,33 @@ Model read_model(const Source& src) {
   }
 }
 
+/// The bytes of a model file, through put(data, n): the one writer of save() and of checkpoints.
+template <class Put>
+void write_model(const Model& model, Put&& put_raw) {
+  static_assert(sizeof(float) == 4, "tessera model files store IEEE float32");
+  std::uint64_t h = fnv1a_basis;
+  const auto put = [&](const void* p, std::size_t n) {
+    h = fnv1a(p, n, h);
+    put_raw(p, n);
+  };
+  const auto put_value = [&](const auto& v) { put(&v, sizeof v); };
+  const Architecture& a = model.architecture();
+  put(model_magic, 8);
+  put_value(model_format_version);
+  put_value(std::uint64_t{a.input_dim});
+  put_value(std::uint64_t{a.layers.size()});
+  for (const DenseLayer& L : a.layers) {
+    put_value(std::uint64_t{L.out});
+    put_value(static_cast<std::uint32_t>(L.activation));
+  }
+  put_value(static_cast<std::uint32_t>(a.loss));
+  put_value(model.weight_decay());
+  put_value(std::uint64_t{model.parameter_count()});
+  const std::span<const float> p = model.parameters();
+  for (std::size_t i = 0; i < p.size(); i += 1 << 16) put(p.data() + i, std::min<std::size_t>(1 << 16, p.size() - i) * 4);
+  put_raw(&h, 8);
+}
+
 }  // namespace detail
 
 /// Writes the model to `path`, atomically (a temporary file renamed at the end, so a failed save
@@ -134,30 +185,9 @@ Model read_model(const Source& src) {
 /// every rank calls save, rank 0 writes, and every rank returns once the file is in place (or
 /// throws the same Error when it could not be written).
 inline void save(const Model& model, const std::string& path) {
-  static_assert(sizeof(float) == 4, "tessera checkpoints store IEEE float32");
   detail::run_file_write([&] {
     detail::AtomicFile f(path);
-    std::uint64_t h = detail::fnv1a_basis;
-    const auto put = [&](const void* p, std::size_t n) {
-      h = detail::fnv1a(p, n, h);
-      f.write(p, n);
-    };
-    const auto put_value = [&](const auto& v) { put(&v, sizeof v); };
-    const Architecture& a = model.architecture();
-    put(detail::model_magic, 8);
-    put_value(detail::model_format_version);
-    put_value(std::uint64_t{a.input_dim});
-    put_value(std::uint64_t{a.layers.size()});
-    for (const DenseLayer& L : a.layers) {
-      put_value(std::uint64_t{L.out});
-      put_value(static_cast<std::uint32_t>(L.activation));
-    }
-    put_value(static_cast<std::uint32_t>(a.loss));
-    put_value(model.weight_decay());
-    put_value(std::uint64_t{model.parameter_count()});
-    const std::span<const float> p = model.parameters();
-    for (std::size_t i = 0; i < p.size(); i += 1 << 16) put(p.data() + i, std::min<std::size_t>(1 << 16, p.size() - i) * 4);
-    f.write(&h, 8);
+    detail::write_model(model, [&](const void* p, std::size_t n) { f.write(p, n); });
     f.commit();
   });
 }
