@@ -57,11 +57,14 @@ class CountingEngine {
   explicit CountingEngine(std::unique_ptr<Inner> inner) : inner_(std::move(inner)) {}
   std::size_t steps_per_epoch(std::size_t n) const { return inner_->steps_per_epoch(n); }
   template <class OnStep>
-  detail::EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t e, OnStep&& on_step) {
-    ++epochs_trained;
-    return inner_->epoch(d, order, e, on_step);
+  detail::EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t e,
+                            detail::Range span, const detail::EpochResult& so_far, OnStep&& on_step) {
+    if (span.lo == 0) ++epochs_trained;
+    return inner_->epoch(d, order, e, span, so_far, on_step);
   }
   std::vector<float> parameters() { return inner_->parameters(); }
+  TrainingState state() { return inner_->state(); }
+  void restore(const TrainingState& t) { inner_->restore(t); }
   std::size_t workers() const { return inner_->workers(); }
   std::vector<WorkerMemory> memory() { return inner_->memory(); }
 

@@ -235,11 +235,11 @@ TEST_CASE("the GPU engine allocates no device memory after its first step", "[cu
                                                                       m.parameters(), plan);
   const auto no_progress = [](std::size_t, double) {};
   std::size_t free0 = 0, free1 = 0, total = 0;
-  engine.epoch(d, {}, 0, no_progress);
+  engine.epoch(d, {}, 0, detail::Range{0, SIZE_MAX}, {}, no_progress);
   const std::size_t after_first = engine.device_allocations();
   cudaMemGetInfo(&free0, &total);
-  engine.epoch(d, {}, 1, no_progress);
-  engine.epoch(d, {}, 2, no_progress);
+  engine.epoch(d, {}, 1, detail::Range{0, SIZE_MAX}, {}, no_progress);
+  engine.epoch(d, {}, 2, detail::Range{0, SIZE_MAX}, {}, no_progress);
   cudaMemGetInfo(&free1, &total);
   CHECK(engine.device_allocations() == after_first);
   CHECK(free1 == free0);

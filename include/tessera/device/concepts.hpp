@@ -29,4 +29,11 @@ concept DeviceType = requires(float* p, const float* cp, std::size_t n, bool t, 
   D::synchronize();
 } && std::constructible_from<typename D::Lane, int>;
 
+namespace detail {
+/// Whether the host reads a device's memory: the shipped host communicators (threads, MPI) then
+/// serve it. A device of the user's says so with `static constexpr bool host_memory = true`.
+template <class D>
+inline constexpr bool host_memory = requires { requires D::host_memory; };
+}  // namespace detail
+
 }  // namespace tessera

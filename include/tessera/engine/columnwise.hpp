@@ -216,17 +216,19 @@ class ColumnEngine {
     return loss;
   }
 
+  /// Steps [span.lo, span.hi) of a training epoch, going on from `so_far`.
   template <class OnStep>
-  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch, OnStep&& on_step) {
+  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch, Range span,
+                    const EpochResult& so_far, OnStep&& on_step) {
     const RowSource src = rows_of(d, order);
     const std::size_t n = d.rows(), steps = steps_per_epoch(n);
-    EpochResult out;
+    span.hi = std::min(span.hi, steps);
+    EpochResult out = so_far;
     lanes_.run([&](std::size_t w) {
       LaneState& l = *lane_[w];
       [[maybe_unused]] auto bound = l.device.bind();
       lane_threads<Dev>();
-      double running = 0.0;
-      for (std::size_t s = 0; s < steps; ++s) {
+      for (std::size_t s = span.lo; s < span.hi; ++s) {
         const auto t0 = Clock::now();
         const std::size_t rows = std::min(batch_, n - s * batch_);
         const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
@@ -242,13 +244,40 @@ class ColumnEngine {
           out.compute_seconds += all - l.comm_seconds;
           out.loss_sum += loss;
           out.learning_rate = lr;
-          running += loss;
           const std::size_t seen = std::min(n, (s + 1) * batch_);
-          on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
+          on_step(s, out.loss_sum / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
         }
       }
     });
     return out;
+  }
+
+  /// The training state in the whole model's layout. Collective across processes.
+  [[nodiscard]] TrainingState state() {
+    TrainingState t;
+    t.parameters = parameters();
+    t.steps = lane_[0]->steps;
+    for (std::size_t b = 0; b < opt_.state_buffers(); ++b)
+      t.moments.push_back(lanes_.gather(
+          arch_.parameter_count(),
+          [&](std::size_t w, float* whole) {
+            const LaneState& l = *lane_[w];
+            gather_columns(arch_, l.layers, lanes_.comm(w).rank() == 0, l.state->buffer(b).data(), whole);
+          },
+          "optimizer state of the column split"));
+    return t;
+  }
+
+  /// Takes up a training state (of any number of workers or strategy): before the first step.
+  void restore(const TrainingState& t) {
+    check_state(t, arch_.parameter_count(), opt_);
+    for (auto& lp : lane_) {
+      LaneState& l = *lp;
+      l.steps = t.steps;
+      scatter_columns(arch_, l.layers, t.parameters.data(), l.params.data());
+      for (std::size_t b = 0; b < t.moments.size(); ++b)
+        scatter_columns(arch_, l.layers, t.moments[b].data(), l.state->buffer(b).data());
+    }
   }
 
  private:

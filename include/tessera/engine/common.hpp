@@ -56,6 +56,15 @@ enum class Balance {
   parameters  ///< parameter count (memory)
 };
 
+/// What an engine needs to go on from where it stopped, in the whole model's layout whatever the
+/// engine and the number of workers: a checkpoint holds it, and another engine (other workers,
+/// ranks or stages) takes it up.
+struct TrainingState {
+  std::vector<float> parameters;
+  std::vector<std::vector<float>> moments;  ///< optimizer state buffers (momentum: 1, Adam: 2)
+  std::uint64_t steps = 0;                  ///< optimizer steps taken (Adam's bias correction)
+};
+
 namespace detail {
 
 /// How an engine trains, resolved by Trainer from its options and policies.
@@ -83,6 +92,20 @@ struct EpochResult {
   PipelineStats stats;         ///< Partition<Layerwise>
   bool pipeline = false;
 };
+
+/// A training state for p parameters and optimizer `o`, or an Error naming what differs.
+inline void check_state(const TrainingState& t, std::size_t p, const optim::Optimizer& o) {
+  require(t.parameters.size() == p, ErrorKind::shape,
+          "Trainer: the training state holds " + std::to_string(t.parameters.size()) + " parameters, the model has " +
+              std::to_string(p));
+  require(t.moments.size() == o.state_buffers(), ErrorKind::invalid_argument,
+          "Trainer: the training state holds " + std::to_string(t.moments.size()) + " optimizer buffer(s), " +
+              o.describe() + " keeps " + std::to_string(o.state_buffers()));
+  for (std::size_t b = 0; b < t.moments.size(); ++b)
+    require(t.moments[b].size() == p, ErrorKind::shape,
+            "Trainer: optimizer buffer " + std::to_string(b) + " of the training state holds " +
+                std::to_string(t.moments[b].size()) + " values for " + std::to_string(p) + " parameters");
+}
 
 /// 0.5 * weight_decay * |W|^2 of the whole model's parameters p (biases excluded).
 inline double weight_penalty_of(const Architecture& arch, const std::vector<float>& p, float weight_decay) {
@@ -149,17 +172,22 @@ struct StepClock {
 
 }  // namespace detail
 
-/// What Trainer needs of an engine: how many steps an epoch of n rows takes, one epoch over the
-/// data in an order (calling on_step(step, global step loss) on the process that reports), the
-/// trained parameters in the whole model's layout, and how many workers train.
+/// What Trainer needs of an engine: how many steps an epoch of n rows takes; steps [lo, hi) of an
+/// epoch over the data in an order, going on from the epoch's result so far (`so_far`, empty at
+/// step 0) and calling on_step(step, running mean loss) on the process that reports; the trained
+/// parameters in the whole model's layout; how many workers train; what each holds; and the
+/// training state, to checkpoint and to take up again (`restore`, before the first step).
 template <class E>
 concept Engine = requires(E& e, const E& ce, const data::Dataset& d, const std::vector<std::size_t>& order,
-                          std::size_t n, void (*on_step)(std::size_t, double)) {
+                          std::size_t n, const detail::EpochResult& so_far, const TrainingState& st,
+                          void (*on_step)(std::size_t, double)) {
   { ce.steps_per_epoch(n) } -> std::convertible_to<std::size_t>;
-  { e.epoch(d, order, n, on_step) } -> std::same_as<detail::EpochResult>;
+  { e.epoch(d, order, n, detail::Range{0, n}, so_far, on_step) } -> std::same_as<detail::EpochResult>;
   { e.parameters() } -> std::same_as<std::vector<float>>;
   { ce.workers() } -> std::convertible_to<std::size_t>;
   { e.memory() } -> std::same_as<std::vector<WorkerMemory>>;
+  { e.state() } -> std::same_as<TrainingState>;
+  e.restore(st);
 };
 
 }  // namespace tessera

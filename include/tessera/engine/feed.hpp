@@ -47,16 +47,16 @@ class Feed {
     (void)max_rows;
   }
 
-  /// Before an epoch of `steps` steps over `d` in `order`; `mine(s)` is this process's range of
-  /// the order in step s, `lane(w, s)` lane w's.
-  void begin(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t steps, bool prefetch,
+  /// Before steps [steps.lo, steps.hi) of an epoch over `d` in `order`; `mine(s)` is this
+  /// process's range of the order in step s, `lane(w, s)` lane w's.
+  void begin(const data::Dataset& d, const std::vector<std::size_t>& order, Range steps, bool prefetch,
              std::function<Range(std::size_t)> mine, std::function<Range(std::size_t, std::size_t)> lane) {
     (void)lane;
     d_ = &d;
     order_ = &order;
     mine_ = std::move(mine);
-    if (prefetch && steps > 0)
-      prefetcher_ = std::make_unique<Prefetcher<HostBatch>>(steps, x_.size(), [this](std::size_t s, HostBatch& b) {
+    if (prefetch && steps.hi > steps.lo)
+      prefetcher_ = std::make_unique<Prefetcher<HostBatch>>(steps.lo, steps.hi, x_.size(), [this](std::size_t s, HostBatch& b) {
         const Range r = mine_(s);
         gather_rows(*d_, *order_, r.lo, r.hi, b.x, b.y);
       });

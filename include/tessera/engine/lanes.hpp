@@ -96,17 +96,16 @@ class Lanes {
     return out;
   }
 
-  /// A whole-layout buffer of n values assembled from the workers' parts: each lane writes its
-  /// (disjoint) part into a zeroed copy with `write(w, whole)`, and one sum over the workers
-  /// (exact: one non-zero term per value) gives every worker the whole. Collective.
+  /// A whole-layout buffer of n values assembled from the workers' parts: `write(w, whole)` writes
+  /// lane w's (disjoint) part into `whole`. In one process on the calling thread; across processes
+  /// each lane writes into a zeroed copy and one sum over the workers (exact: one non-zero term per
+  /// value, host memory) gives every worker the whole. Collective.
   template <class Write>
   std::vector<float> gather(std::size_t n, Write&& write, const char* what) {
-    if constexpr (Comm::shared_memory) {
-      if (group_.processes() == 1) {  // the lanes' parts, read where they are: no sum needed
-        std::vector<float> whole(n, 0.0f);
-        for (std::size_t w = 0; w < size(); ++w) write(w, whole.data());
-        return whole;
-      }
+    if (group_.processes() == 1) {  // every lane's part is this process's: read where it is, no sum
+      std::vector<float> whole(n, 0.0f);
+      for (std::size_t w = 0; w < size(); ++w) write(w, whole.data());
+      return whole;
     }
     std::vector<std::vector<float>> whole(size(), std::vector<float>(n, 0.0f));
     run([&](std::size_t w) {

@@ -288,20 +288,22 @@ class LayerwiseEngine {
     return loss;
   }
 
-  /// One training epoch: batches of the engine's batch per replica, in `order`.
+  /// Steps [span.lo, span.hi) of a training epoch (batches of the engine's batch per replica, in
+  /// `order`), going on from `so_far`.
   template <class OnStep>
-  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch, OnStep&& on_step) {
+  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch, Range span,
+                    const EpochResult& so_far, OnStep&& on_step) {
     const RowSource src = rows_of(d, order);
     const std::size_t n = d.rows(), global = o_.replicas * batch_, steps = (n + global - 1) / global;
-    EpochResult out;
+    span.hi = std::min(span.hi, steps);
+    EpochResult out = so_far;
     out.pipeline = true;
     const PipelineStats before = stats_;
     lanes_.run([&](std::size_t w) {
       LaneState& l = *lane_[w];
       [[maybe_unused]] auto bound = l.device.bind();
       lane_threads<Dev>();
-      double running = 0.0;
-      for (std::size_t s = 0; s < steps; ++s) {
+      for (std::size_t s = span.lo; s < span.hi; ++s) {
         const std::size_t rows = std::min(global, n - s * global);
         const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
         const double lr = learning_rate(opt_, epoch, s, steps, epochs_);
@@ -315,16 +317,43 @@ class LayerwiseEngine {
           out.communication_seconds += std::max(0.0, seconds_since(t0) - busy);
           out.learning_rate = lr;
           out.loss_sum += step_loss;
-          running += step_loss;
           const std::size_t seen = std::min(n, (s + 1) * global);
-          on_step(s, running / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
+          on_step(s, out.loss_sum / loss_normaliser(arch_.loss, seen, arch_.output_dim()));
         }
       }
     });
-    out.stats.busy_seconds = stats_.busy_seconds - before.busy_seconds;
-    out.stats.worker_seconds = stats_.worker_seconds - before.worker_seconds;
-    out.stats.steps = stats_.steps - before.steps;
+    out.stats.busy_seconds += stats_.busy_seconds - before.busy_seconds;
+    out.stats.worker_seconds += stats_.worker_seconds - before.worker_seconds;
+    out.stats.steps += stats_.steps - before.steps;
     return out;
+  }
+
+  /// The training state in the whole model's layout: each stage's parameters and optimizer
+  /// buffers (replica 0's). Collective across processes.
+  [[nodiscard]] TrainingState state() {
+    TrainingState t;
+    t.parameters = parameters();
+    t.steps = lane_[0]->steps;
+    for (std::size_t b = 0; b < opt_.state_buffers(); ++b)
+      t.moments.push_back(gather([&](LaneState& l) -> const float* { return state_of(l).buffer(b).data(); },
+                                 "optimizer state of the stages"));
+    return t;
+  }
+
+  /// Takes up a training state (of any number of stages or workers): before the first step.
+  void restore(const TrainingState& t) {
+    check_state(t, arch_.parameter_count(), opt_);
+    const auto put = [&](const std::vector<float>& whole, float* stage, std::size_t s) {
+      const StageSpan& st = plan_.stages[s];
+      std::copy(whole.begin() + static_cast<std::ptrdiff_t>(st.parameter_begin),
+                whole.begin() + static_cast<std::ptrdiff_t>(st.parameter_end), stage);
+    };
+    for (auto& lp : lane_) {
+      LaneState& l = *lp;
+      l.steps = t.steps;
+      put(t.parameters, params_of(l), l.s);
+      for (std::size_t b = 0; b < t.moments.size(); ++b) put(t.moments[b], state_of(l).buffer(b).data(), l.s);
+    }
   }
 
  private:
@@ -382,6 +411,10 @@ class LayerwiseEngine {
     if constexpr (shared) return stage_params_[l.s].data();
     return l.own.data();
   }
+  optim::State<Dev>& state_of(LaneState& l) {
+    if constexpr (shared) return *stage_state_[l.s];
+    return *l.state;
+  }
   float* sum_of(LaneState& l) {
     if constexpr (shared) {
       if (o_.replicas > 1) return stage_sum_[l.s].data();
@@ -433,8 +466,7 @@ class LayerwiseEngine {
       if (dp.size() > 1) dp.all_reduce(l.grad.data(), sum, n, "stage gradient over replicas");
       if (mode == Mode::train) {
         const Range mine = comm::slice(n, dp.local_size(), dp.local_rank());
-        optim::State<Dev>& state = shared ? *stage_state_[l.s] : *l.state;
-        state.update_from(Dev::exec(), params_of(l), GradientOf{sum + mine.lo}, mine.lo, mine.hi, lr, t);
+        state_of(l).update_from(Dev::exec(), params_of(l), GradientOf{sum + mine.lo}, mine.lo, mine.hi, lr, t);
       }
       dp.local_barrier("stage parameters");
     }

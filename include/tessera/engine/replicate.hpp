@@ -116,15 +116,20 @@ class ReplicateEngine {
     return (most + local_batch() - 1) / local_batch();
   }
 
-  /// One epoch over `d` in `order`; on_step(step, running mean loss) on lane 0.
+  /// Steps [span.lo, span.hi) of an epoch over `d` in `order`, going on from `so_far` (the
+  /// epoch's result before span.lo); on_step(step, running mean loss) on lane 0.
   template <class OnStep>
-  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch, OnStep&& on_step) {
-    const std::size_t n = d.rows(), steps = steps_per_epoch(n);
-    std::vector<EpochResult> per(lanes_);
-    feed_.begin(d, order, steps, cfg_.prefetch, [this, n](std::size_t s) { return process_range(s, n); },
+  EpochResult epoch(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t epoch, Range span,
+                    const EpochResult& so_far, OnStep&& on_step) {
+    const std::size_t n = d.rows();
+    span.hi = std::min(span.hi, steps_per_epoch(n));
+    if (span.lo == 0)
+      for (auto& l : lane_) l->epoch_loss = 0.0;
+    std::vector<EpochResult> per(lanes_, so_far);
+    feed_.begin(d, order, span, cfg_.prefetch, [this, n](std::size_t s) { return process_range(s, n); },
                 [this, n](std::size_t w, std::size_t s) { return lane_range(w, s, n); });
     try {
-      team_.run([&](std::size_t w) { per[w] = lane_epoch(w, d, epoch, steps, on_step); }, [&] { feed_.abort(); });
+      team_.run([&](std::size_t w) { per[w] = lane_epoch(w, d, epoch, span, per[w], on_step); }, [&] { feed_.abort(); });
     } catch (...) {
       feed_.end();
       throw;
@@ -133,10 +138,67 @@ class ReplicateEngine {
     EpochResult r = per[0];
     if (Sync::period) {  // each lane's own losses: the epoch's is their sum (lane order), over processes
       r.loss_sum = 0.0;
-      for (const auto& e : per) r.loss_sum += e.loss_sum;
+      for (const auto& l : lane_) r.loss_sum += l->epoch_loss;
       if (processes_ > 1) group_.sum(&r.loss_sum, 1, "epoch loss");
     }
     return r;
+  }
+
+  /// The training state in the whole model's layout (the parameters and every optimizer buffer,
+  /// gathered from the lanes' slices). Collective across processes.
+  [[nodiscard]] TrainingState state() {
+    require(Sync::scope != StateScope::replica, ErrorKind::invalid_argument,
+            std::string("Trainer: Sync<") + Sync::name + "> keeps a replica and an optimizer state per worker, which no "
+            "checkpoint of the whole model holds in this version; checkpoint with Sync<EveryStep> or Sync<Sharded>");
+    TrainingState t;
+    t.parameters = parameters();
+    t.steps = lane_[0]->steps;
+    for (std::size_t b = 0; b < opt_.state_buffers(); ++b) {
+      if (Sync::scope == StateScope::local_slice) {  // every process holds the whole state
+        if constexpr (shared) {
+          t.moments.push_back(host_copy(state_shared_->buffer(b)));
+        } else {
+          [[maybe_unused]] auto bound = lane_[0]->device.bind();
+          t.moments.push_back(host_copy(lane_[0]->state->buffer(b)));
+        }
+        continue;
+      }
+      require(host_memory<Dev> || processes_ == 1, ErrorKind::invalid_argument,
+              "Trainer: a checkpoint of Sync<Sharded> across processes gathers the optimizer state in host memory; "
+              "on this device it is taken within one process only in this version");
+      t.moments.push_back(team_.gather(
+          p_,
+          [&](std::size_t w, float* whole) {
+            LaneState& l = *lane_[w];
+            [[maybe_unused]] auto bound = l.device.bind();
+            Dev::download(raw(l.state->buffer(b)), whole + l.state_lo, l.state->buffer(b).size());
+          },
+          "optimizer state"));
+    }
+    return t;
+  }
+
+  /// Takes up a training state (another engine's, of any number of workers): before the first step.
+  void restore(const TrainingState& t) {
+    require(Sync::scope != StateScope::replica, ErrorKind::invalid_argument,
+            std::string("Trainer: Sync<") + Sync::name + "> cannot resume from a checkpoint in this version");
+    check_state(t, p_, opt_);
+    if constexpr (shared) {
+      if (Sync::scope != StateScope::replica) std::copy(t.parameters.begin(), t.parameters.end(), params_shared_.begin());
+      if (Sync::scope == StateScope::local_slice)
+        for (std::size_t b = 0; b < t.moments.size(); ++b)
+          Dev::upload(t.moments[b].data(), raw(state_shared_->buffer(b)), p_);
+    }
+    for (auto& lp : lane_) {
+      LaneState& l = *lp;
+      [[maybe_unused]] auto bound = l.device.bind();
+      l.steps = t.steps;
+      if (l.own.size() == p_) Dev::upload(t.parameters.data(), raw(l.own), p_);
+      if (l.state)
+        for (std::size_t b = 0; b < t.moments.size(); ++b)
+          Dev::upload(t.moments[b].data() + l.state_lo, raw(l.state->buffer(b)), l.state->buffer(b).size());
+    }
+    Dev::synchronize();
   }
 
   /// The trained parameters (replicas of this process averaged for local SGD).
@@ -192,8 +254,14 @@ class ReplicateEngine {
     std::size_t owned = 0;                     ///< parameters it updates
     std::size_t shard_floats = 0;
     std::uint64_t steps = 0;
+    double epoch_loss = 0.0;  ///< the lane's own loss sum of the epoch so far (local SGD)
     double update_seconds = 0.0, comm_seconds = 0.0;
   };
+  static std::vector<float> host_copy(const vector& v) {
+    std::vector<float> out(v.size());
+    Dev::download(thrust::raw_pointer_cast(v.data()), out.data(), v.size());
+    return out;
+  }
 
   static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
 
@@ -324,15 +392,16 @@ class ReplicateEngine {
   }
 
   template <class OnStep>
-  EpochResult lane_epoch(std::size_t w, const data::Dataset& d, std::size_t epoch, std::size_t steps, OnStep& on_step) {
+  EpochResult lane_epoch(std::size_t w, const data::Dataset& d, std::size_t epoch, Range span, EpochResult res,
+                         OnStep& on_step) {
     LaneState& l = *lane_[w];
     [[maybe_unused]] auto bound = l.device.bind();
     lane_threads<Dev>();
     Comm& c = team_.comm(w);
-    const std::size_t n = d.rows();
+    const std::size_t n = d.rows(), steps = steps_per_epoch(n);
     const bool periodic = Sync::period != 0;
-    EpochResult res;
-    for (std::size_t s = 0; s < steps; ++s) {
+    if (periodic) res.loss_sum = l.epoch_loss;  // each lane's own losses
+    for (std::size_t s = span.lo; s < span.hi; ++s) {
       const auto t0 = Clock::now();
       const std::size_t rows = step_rows(s, n);
       const double lr = learning_rate(opt_, epoch, s, steps, cfg_.epochs);
@@ -404,6 +473,7 @@ class ReplicateEngine {
       }
     }
     Dev::synchronize();
+    if (periodic) l.epoch_loss = res.loss_sum;
     return res;
   }
 

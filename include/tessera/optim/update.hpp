@@ -66,6 +66,10 @@ class State {
   }
 
   [[nodiscard]] std::uint64_t steps() const noexcept { return t_; }
+  /// Buffers of state per parameter (momentum: 1, Adam: 2), each n values on the device.
+  [[nodiscard]] std::size_t buffers() const noexcept { return opt_.state_buffers(); }
+  [[nodiscard]] vector& buffer(std::size_t k) noexcept { return k == 0 ? first_ : second_; }
+  [[nodiscard]] const vector& buffer(std::size_t k) const noexcept { return k == 0 ? first_ : second_; }
   [[nodiscard]] const Optimizer& optimizer() const noexcept { return opt_; }
 
   /// w <- update(w, g) with learning rate `lr` (the scheduled rate), one pass over all n values.

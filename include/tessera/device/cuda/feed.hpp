@@ -30,11 +30,11 @@ class Feed<Cuda> {
     for (auto& l : lanes_) release(l);
   }
 
-  void begin(const data::Dataset& d, const std::vector<std::size_t>& order, std::size_t steps, bool prefetch,
+  void begin(const data::Dataset& d, const std::vector<std::size_t>& order, Range steps, bool prefetch,
              std::function<Range(std::size_t)>, std::function<Range(std::size_t, std::size_t)> lane) {
     d_ = &d;
     order_ = &order;
-    steps_ = steps;
+    steps_ = steps.hi;
     prefetch_ = prefetch;
     lane_ = std::move(lane);
     for (auto& l : lanes_) l.staged = -1;
