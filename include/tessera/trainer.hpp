@@ -18,10 +18,12 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "tessera/comm/concepts.hpp"
@@ -35,6 +37,7 @@
 #include "tessera/model/model.hpp"
 #include "tessera/policies.hpp"
 #include "tessera/split/order.hpp"
+#include "tessera/train/checkpoint.hpp"
 #include "tessera/train/epoch.hpp"
 #include "tessera/train/history.hpp"
 #include "tessera/train/progress.hpp"
@@ -161,10 +164,6 @@ struct EngineFor {
   }
 };
 
-/// Whether the host reads a device's memory: the shipped host communicators (threads, MPI) then
-/// serve it. A device of the user's says so with `static constexpr bool host_memory = true`.
-template <class D>
-inline constexpr bool host_memory = requires { requires D::host_memory; };
 template <>
 struct EngineFor<Replicate> {
   static constexpr bool available = true;
@@ -215,14 +214,36 @@ class Trainer {
   [[nodiscard]] const TrainerOptions& options() const noexcept { return opt_; }
   [[nodiscard]] const optim::Optimizer& optimizer() const noexcept { return optimizer_; }
 
-  /// Trains `model` on `train`; the model's parameters change only if the whole fit succeeds.
-  History fit(Model& model, const data::Dataset& train) { return fit_impl(model, train, nullptr); }
-
-  /// Same, and evaluates on `validation` after every epoch. Each callback may define
-  /// `on_epoch(const EpochRecord&)`, returning void or bool (false stops the fit early).
+  /// Trains `model` on `train`; the model's parameters change only if the whole fit succeeds (or
+  /// stops on a signal: then they are those reached). Each callback may define
+  /// `on_epoch(const EpochRecord&)`, returning void or bool (false stops the fit early), and
+  /// `on_step_boundary(const StepPoint&, take)` (CheckpointEvery) or `stop_requested()`
+  /// (StopOnSignal), for which the fit pauses between steps.
   template <class... Callbacks>
+    requires((!std::same_as<std::remove_cvref_t<Callbacks>, data::Dataset> &&
+              !std::same_as<std::remove_cvref_t<Callbacks>, Checkpoint>) && ...)
+  History fit(Model& model, const data::Dataset& train, Callbacks&&... cbs) {
+    return fit_impl(model, train, nullptr, nullptr, cbs...);
+  }
+
+  /// Same, and evaluates on `validation` after every epoch.
+  template <class... Callbacks>
+    requires(!std::same_as<std::remove_cvref_t<Callbacks>, Checkpoint> && ...)
   History fit(Model& model, const data::Dataset& train, const data::Dataset& validation, Callbacks&&... cbs) {
-    return fit_impl(model, train, &validation, cbs...);
+    return fit_impl(model, train, &validation, nullptr, cbs...);
+  }
+
+  /// Resumes the fit that wrote `from` (same model, data, global batch, epochs, seed, split and
+  /// optimizer; any number of workers, ranks or stages) and returns the whole history. `model`
+  /// takes the trained parameters; its own are not used.
+  template <class... Callbacks>
+  History fit(Model& model, const data::Dataset& train, const Checkpoint& from, Callbacks&&... cbs) {
+    return fit_impl(model, train, nullptr, &from, cbs...);
+  }
+  template <class... Callbacks>
+  History fit(Model& model, const data::Dataset& train, const data::Dataset& validation, const Checkpoint& from,
+              Callbacks&&... cbs) {
+    return fit_impl(model, train, &validation, &from, cbs...);
   }
 
   [[nodiscard]] Evaluation evaluate(const Model& model, const data::Dataset& d) const {
@@ -295,7 +316,8 @@ class Trainer {
   }
 
   template <class... Callbacks>
-  History fit_impl(Model& model, const data::Dataset& train, const data::Dataset* validation, Callbacks&... cbs) {
+  History fit_impl(Model& model, const data::Dataset& train, const data::Dataset* validation, const Checkpoint* from,
+                   Callbacks&... cbs) {
     role_.clear();
     static_assert(!detail::is_gpu<device> || requires { device::name; },
                   "tessera::Trainer: Device<Cuda> needs #include <tessera/cuda.hpp> (CMake component cuda, compiled by "
@@ -343,13 +365,33 @@ class Trainer {
       }
     }
     const detail::EngineConfig cfg = engine_config(train, *group);
-    group->agree("training setup", problem ? "this rank cannot train: " + problem_text : signature(model, train, cfg, *group));
+    const std::string setup = resume_setup(model, train, *group);
+    if (!problem && (from || (detail::BoundaryCallback<Callbacks> || ...))) {
+      try {
+        if (from) check_resume(*from, model, setup);
+        detail::require(sync::period == 0, ErrorKind::invalid_argument,
+                        std::string("Trainer::fit: Sync<") + sync::name +
+                            "> keeps a replica and an optimizer state per worker, which a checkpoint does not hold in "
+                            "this version; checkpoint and resume with Sync<EveryStep> or Sync<Sharded>");
+      } catch (const Error& e) {
+        if (!across) throw;
+        problem = std::current_exception();
+        problem_text = e.what();
+      }
+    }
+    std::string agreed = signature(model, train, cfg, *group);
+    if (from)
+      agreed += " | resuming epoch " + std::to_string(from->epoch + 1) + " step " + std::to_string(from->step) +
+                " after " + std::to_string(from->optimizer_steps) + " updates";
+    group->agree("training setup", problem ? "this rank cannot train: " + problem_text : agreed);
     if (problem) std::rethrow_exception(problem);  // every process has the same problem: nobody waits
-    std::vector<float> init(model.parameters().begin(), model.parameters().end());
+    const std::span<const float> start = from ? from->model.parameters() : model.parameters();
+    std::vector<float> init(start.begin(), start.end());
     if (group->processes() > 1) group->broadcast(init.data(), init.size());
     if (train.sharded()) check_shards(train, *group);
     try {
-      return train_with(*group, model, train, validation, init, cfg, cbs...);
+      const Run run{from, &setup, &agreed};
+      return train_with(*group, model, train, validation, init, cfg, run, cbs...);
     } catch (const detail::CollectiveError&) {
       throw;  // raised by every process at the same step: nobody waits
     } catch (const std::exception& e) {
@@ -417,6 +459,61 @@ class Trainer {
            to_string(c.schedule);
     return s + " | Device<" + device_name() + ">";
   }
+  /// What a resumed fit must share with the fit that wrote its checkpoint, one "field: value"
+  /// line each; anything else (workers, ranks, stages, policies of speed) may change.
+  template <class Group>
+  std::string resume_setup(const Model& model, const data::Dataset& d, const Group& g) const {
+    const std::size_t replicas = replica_count(g);
+    std::string s = "model: " + model.architecture().describe() + ", weight_decay " + std::to_string(model.weight_decay()) +
+                    "\ndata: " + shape_string(d.total_rows(), d.cols()) +
+                    (d.sharded() ? " in " + std::to_string(d.shard.count) + " shards" : "") +
+                    "\nglobal batch: " + std::to_string(detail::saturating_mul(opt_.batch_size, replicas)) +
+                    "\nepochs: " + std::to_string(opt_.epochs) + "\nseed: " + std::to_string(opt_.seed) +
+                    "\nsplit: " + policies::split::name + "\noptimizer: " + optimizer_.describe() + "\n";
+    if (opt_.deterministic) s += "deterministic: " + std::to_string(opt_.deterministic.shards) + " shards\n";
+    return s;
+  }
+
+  /// A checkpoint this fit can resume from, or an Error naming every field that differs.
+  void check_resume(const Checkpoint& from, const Model& model, const std::string& setup) const {
+    const auto fields = [](const std::string& text) {
+      std::vector<std::pair<std::string, std::string>> out;
+      std::size_t at = 0;
+      while (at < text.size()) {
+        const std::size_t end = std::min(text.find('\n', at), text.size());
+        const std::string line = text.substr(at, end - at);
+        const std::size_t colon = line.find(": ");
+        if (colon != std::string::npos) out.emplace_back(line.substr(0, colon), line.substr(colon + 2));
+        at = end + 1;
+      }
+      return out;
+    };
+    const auto theirs = fields(from.setup), mine = fields(setup);
+    std::string differ;
+    const auto find = [](const auto& v, const std::string& k) -> std::string {
+      for (const auto& [key, value] : v)
+        if (key == k) return value;
+      return "(none)";
+    };
+    for (const auto& [key, value] : mine)
+      if (find(theirs, key) != value)
+        differ += "; " + key + ": the checkpoint has " + find(theirs, key) + ", this fit " + value;
+    for (const auto& [key, value] : theirs)
+      if (find(mine, key) == "(none)") differ += "; " + key + ": the checkpoint has " + value + ", this fit (none)";
+    detail::require(differ.empty(), ErrorKind::invalid_argument,
+                    "Trainer::fit: cannot resume from this checkpoint" + differ +
+                        " (a resumed fit keeps the model, data, global batch = batch_size x replicas, epochs, seed, "
+                        "split and optimizer)");
+    detail::require(from.model.parameter_count() == model.parameter_count(), ErrorKind::shape,
+                    "Trainer::fit: the checkpoint's model has " + std::to_string(from.model.parameter_count()) +
+                        " parameters, this model " + std::to_string(model.parameter_count()));
+    detail::require(from.epoch <= opt_.epochs, ErrorKind::invalid_argument,
+                    "Trainer::fit: the checkpoint is past the fit's last epoch (" + std::to_string(from.epoch) + " of " +
+                        std::to_string(opt_.epochs) + ")");
+    detail::check_state(TrainingState{std::vector<float>(model.parameter_count()), from.moments, 0},
+                        model.parameter_count(), optimizer_);
+  }
+
   static std::string device_name() {
     if constexpr (detail::is_gpu<device>) return "Cuda";
     else return device::name;
@@ -444,12 +541,20 @@ class Trainer {
             " (read shards with mpi::read_binary_shard)");
   }
 
+  /// What a fit goes on from and records: the checkpoint it resumes (or null), the resume fields
+  /// and the whole agreed set-up (both written into its checkpoints).
+  struct Run {
+    const Checkpoint* from = nullptr;
+    const std::string* setup = nullptr;
+    const std::string* agreed = nullptr;
+  };
+
   /// Builds the engine for the device and trains: one worker without deterministic mode uses
   /// every core inside each kernel and GEMM; several workers (or deterministic mode) run each
   /// worker's kernels on its own thread.
   template <class Group, class... Callbacks>
   History train_with(Group& group, Model& model, const data::Dataset& train, const data::Dataset* validation,
-                     const std::vector<float>& init, detail::EngineConfig cfg, Callbacks&... cbs) {
+                     const std::vector<float>& init, detail::EngineConfig cfg, const Run& run, Callbacks&... cbs) {
     const std::size_t rows = train.sharded() ? *std::max_element(cfg.process_rows.begin(), cfg.process_rows.end())
                                              : train.rows();
     const std::size_t replicas = replica_count(group);
@@ -460,56 +565,162 @@ class Trainer {
                                         train.total_rows());
     const std::size_t spread = replicates ? (train.sharded() ? group.lanes() : replicas) : replicas;
     cfg.batch = detail::fitted_batch(cfg.batch, rows, spread, cfg.micro_batches);
-    if constexpr (detail::is_gpu<device>) {
-      return epochs(*detail::EngineFor<partition>::template make<device, sync>(group, model, init, optimizer_, cfg),
-                    group, model, train, validation, cbs...);
-    } else if constexpr (!std::same_as<device, Cpu>) {  // a device of the user's, as it is
-      return epochs(*detail::EngineFor<partition>::template make<device, sync>(group, model, init, optimizer_, cfg),
-                    group, model, train, validation, cbs...);
+    const auto go = [&]<class Dev>() {
+      return epochs(*detail::EngineFor<partition>::template make<Dev, sync>(group, model, init, optimizer_, cfg), group,
+                    model, train, validation, run, cbs...);
+    };
+    if constexpr (!std::same_as<device, Cpu>) {  // a GPU, or a device of the user's, as it is
+      return go.template operator()<device>();
     } else {
-      if (replicates && group.lanes() == 1 && !cfg.shards)
-        return epochs(*detail::EngineFor<partition>::template make<Cpu, sync>(group, model, init, optimizer_, cfg), group,
-                      model, train, validation, cbs...);
+      if (replicates && group.lanes() == 1 && !cfg.shards) return go.template operator()<Cpu>();
       detail::SingleThreadedBlas one_blas_thread;
-      return epochs(*detail::EngineFor<partition>::template make<detail::CpuWorker, sync>(group, model, init, optimizer_, cfg),
-                    group, model, train, validation, cbs...);
+      return go.template operator()<detail::CpuWorker>();
     }
   }
 
-  /// The epoch loop, the same for every engine.
+  /// The epoch loop, the same for every engine. Without step-boundary callbacks an epoch is one
+  /// call of the engine; with them the epoch runs in spans of steps, and between two spans the
+  /// processes agree on the time and on a stop, and the callbacks may take a checkpoint.
   template <Engine E, class Group, class... Callbacks>
   History epochs(E& engine, Group& group, Model& model, const data::Dataset& train, const data::Dataset* validation,
-                 Callbacks&... cbs) {
+                 const Run& run, Callbacks&... cbs) {
     const Architecture& arch = model.architecture();
     const std::size_t n = train.total_rows();
     if constexpr (requires { engine.where(); }) role_ = engine.where() + ": ";
+    const std::size_t spe = engine.steps_per_epoch(train.rows());
     detail::ProgressLine progress(group.process() == 0 && detail::this_process_writes().load() ? opt_.progress
                                                                                               : Progress::never,
-                                  opt_.epochs, engine.steps_per_epoch(train.rows()));
+                                  opt_.epochs, spe);
     History h;
+    std::size_t first_epoch = 0;
+    detail::EpochResult first;  // the resumed epoch's result so far
+    std::size_t first_step = 0;
+    double first_seconds = 0.0;
+    if (const Checkpoint* c = run.from) {
+      detail::require(c->steps_per_epoch == spe || c->step == 0, ErrorKind::invalid_argument,
+                      "Trainer::fit: the checkpoint was taken at step " + std::to_string(c->step) + " of " +
+                          std::to_string(c->steps_per_epoch) + " steps per epoch; this fit takes " +
+                          std::to_string(spe) + " (the global batch or the data differ)");
+      engine.restore(TrainingState{std::vector<float>(c->model.parameters().begin(), c->model.parameters().end()),
+                                   c->moments, c->optimizer_steps});
+      h = c->history;
+      first_epoch = c->epoch;
+      first_step = c->step;
+      first.loss_sum = c->loss_sum;
+      first.compute_seconds = c->compute_seconds;
+      first.communication_seconds = c->communication_seconds;
+      first.stats = PipelineStats{c->busy_seconds, c->worker_seconds, static_cast<std::size_t>(c->pipeline_steps)};
+      first_seconds = c->seconds;
+    }
     h.samples = n;
     h.workers = engine.workers();
     const auto t0 = Clock::now();
+    const double resumed_total = h.total_seconds;
     // every process holds the same parameters unless each averages only its own replicas (local SGD)
     const bool collective = sync::period == 0 || !replicates;
-    for (std::size_t epoch = 0; epoch < opt_.epochs; ++epoch) {
+    constexpr bool boundaries = (detail::BoundaryCallback<Callbacks> || ...);
+    detail::SpanClock spans(detail::step_interval(cbs...));
+    bool stopped = false;
+    for (std::size_t epoch = first_epoch; epoch < opt_.epochs && !stopped; ++epoch) {
       const auto e0 = Clock::now();
+      const bool resumed = epoch == first_epoch;
+      const double earlier = resumed ? first_seconds : 0.0;  // of this epoch, before the checkpoint
       // a shard is ordered by its own stream (shard 0's is the unsharded one)
       const std::uint64_t seed = opt_.seed + 0x9E3779B97F4A7C15ull * train.shard.index;
       const auto order = detail::epoch_order<typename policies::split>(train, seed, static_cast<std::uint32_t>(epoch));
-      const detail::EpochResult r =
-          engine.epoch(train, order, epoch, [&](std::size_t s, double running) { progress.step(epoch, s, running); });
-      EpochRecord rec = detail::epoch_record(r, epoch, n, arch, seconds(e0, Clock::now()));
+      const auto on_step = [&](std::size_t s, double running) { progress.step(epoch, s, running); };
+      detail::EpochResult r = resumed ? first : detail::EpochResult{};
+      std::size_t s = resumed ? first_step : 0;
+      if constexpr (!boundaries) {
+        r = engine.epoch(train, order, epoch, detail::Range{s, spe}, r, on_step);
+      } else {
+        while (s < spe) {
+          const std::size_t hi = spans.next(epoch, s, spe);
+          const auto c0 = Clock::now();
+          r = engine.epoch(train, order, epoch, detail::Range{s, hi}, r, on_step);
+          spans.ran(hi - s, seconds(c0, Clock::now()));
+          s = hi;
+          if (s < spe &&
+              !boundary(engine, group, model, run, h, spans, epoch, s, spe, r, earlier + seconds(e0, Clock::now()), t0,
+                        cbs...)) {
+            stopped = true;
+            break;
+          }
+        }
+        if (stopped) break;  // the unfinished epoch is in the checkpoint, not in the history
+      }
+      EpochRecord rec = detail::epoch_record(r, epoch, n, arch, earlier + seconds(e0, Clock::now()));
       if (r.pipeline) rec.bubble_fraction = r.stats.bubble_fraction();
       const auto eval = [&](const Model& m, const data::Dataset& v) { return evaluate(m, v); };
       if (!detail::close_epoch(rec, model, validation, eval, [&] { return engine.parameters(); }, progress, h,
                                collective, cbs...))
         break;
+      if constexpr (boundaries) {
+        if (epoch + 1 < opt_.epochs &&
+            !boundary(engine, group, model, run, h, spans, epoch + 1, 0, spe, detail::EpochResult{}, 0.0, t0, cbs...))
+          stopped = true;
+      }
     }
-    h.total_seconds = seconds(t0, Clock::now());
+    h.interrupted = stopped;
+    h.total_seconds = resumed_total + seconds(t0, Clock::now());
     const std::vector<float> p = engine.parameters();
     std::copy(p.begin(), p.end(), model.parameters().begin());
     return h;
+  }
+
+  /// Between two spans of steps: the processes agree on the time and on a stop, then the
+  /// callbacks run, taking (collectively) at most one checkpoint. Returns false to stop.
+  template <class E, class Group, class... Callbacks>
+  bool boundary(E& engine, Group& group, const Model& model, const Run& run, const History& h, detail::SpanClock& spans,
+                std::size_t epoch, std::size_t step, std::size_t spe, const detail::EpochResult& so_far,
+                double epoch_seconds, Clock::time_point t0, Callbacks&... cbs) {
+    // a stop anywhere stops everyone; the clock is process 0's (a sum of one value and zeros is
+    // exact, so every process takes the same decisions from it)
+    const bool first_process = group.process() == 0;
+    double agree[3] = {detail::stop_wanted(cbs...) ? 1.0 : 0.0, first_process ? seconds(t0, Clock::now()) : 0.0,
+                       first_process ? spans.seconds_per_step() : 0.0};
+    if (group.processes() > 1) group.sum(agree, 3, "step boundary");
+    spans.agreed(agree[2]);
+    StepPoint p;
+    p.epoch = epoch;
+    p.step = step;
+    p.steps_per_epoch = spe;
+    p.global_step = static_cast<std::uint64_t>(epoch) * spe + step;
+    p.seconds = (run.from ? run.from->history.total_seconds : 0.0) + agree[1];
+    p.stopping = agree[0] > 0.0;
+    std::optional<Checkpoint> taken;
+    const std::function<const Checkpoint&()> take = [&]() -> const Checkpoint& {
+      if (!taken) {
+        TrainingState st = engine.state();
+        Checkpoint c;
+        c.model = model;
+        std::copy(st.parameters.begin(), st.parameters.end(), c.model.parameters().begin());
+        c.moments = std::move(st.moments);
+        c.optimizer_steps = st.steps;
+        c.epoch = epoch;
+        c.step = step;
+        c.steps_per_epoch = spe;
+        c.loss_sum = so_far.loss_sum;
+        c.compute_seconds = so_far.compute_seconds;
+        c.communication_seconds = so_far.communication_seconds;
+        c.seconds = epoch_seconds;
+        c.busy_seconds = so_far.stats.busy_seconds;
+        c.worker_seconds = so_far.stats.worker_seconds;
+        c.pipeline_steps = so_far.stats.steps;
+        c.history = h;
+        c.history.total_seconds = p.seconds;
+        c.setup = *run.setup;
+        c.run = *run.agreed;
+        taken = std::move(c);
+      }
+      return *taken;
+    };
+    (
+        [&] {
+          if constexpr (requires { cbs.on_step_boundary(p, take); }) cbs.on_step_boundary(p, take);
+        }(),
+        ...);
+    return !p.stopping;
   }
 
   TrainerOptions opt_;

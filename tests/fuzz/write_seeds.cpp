@@ -1,6 +1,6 @@
 // Writes the fuzz targets' seed corpora with the library itself: valid CSV, TSRD, raw float32 and
 // model files of a few shapes, each prefixed with the option byte(s) its target reads first.
-//   write_seeds <folder>   ->  <folder>/csv, <folder>/tsrd, <folder>/model
+//   write_seeds <folder>   ->  <folder>/csv, <folder>/tsrd, <folder>/model, <folder>/checkpoint
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +12,7 @@
 #include "tessera/data/binary.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/model/models.hpp"
+#include "tessera/train/checkpoint.hpp"
 
 namespace fs = std::filesystem;
 using namespace tessera;
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path root = argv[1];
-  for (const char* t : {"csv", "tsrd", "model"}) fs::create_directories(root / t);
+  for (const char* t : {"csv", "tsrd", "model", "checkpoint"}) fs::create_directories(root / t);
   const fs::path tmp = root / "scratch";
   fs::create_directories(tmp);
 
@@ -84,6 +85,26 @@ int main(int argc, char** argv) {
     const auto body = bytes_of(p);
     for (char mode : {'\0', '\1', '\2'})
       seed(root / "model", "model" + std::to_string(k) + "_" + std::to_string(int(mode)), std::string{mode}, body);
+    ++k;
+  }
+  // checkpoints: at an epoch's start and mid-epoch, with and without optimizer state and history
+  k = 0;
+  for (const Model& m : models) {
+    Checkpoint c;
+    c.model = m;
+    c.moments.assign(k % 3, std::vector<float>(m.parameter_count(), 0.25f));
+    c.optimizer_steps = 7 * k;
+    c.steps_per_epoch = 5;
+    c.step = k % 5;
+    c.epoch = k % 2;
+    c.history.epochs.resize(c.epoch);
+    c.setup = "model: x\nseed: " + std::to_string(k) + "\n";
+    c.run = "fuzz seed";
+    const std::string p = (tmp / "c.tsrckpt").string();
+    save_checkpoint(c, p);
+    const auto body = bytes_of(p);
+    for (char mode : {'\0', '\1'})
+      seed(root / "checkpoint", "checkpoint" + std::to_string(k) + "_" + std::to_string(int(mode)), std::string{mode}, body);
     ++k;
   }
   fs::remove_all(tmp);

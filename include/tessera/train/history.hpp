@@ -30,6 +30,7 @@ struct History {
   double total_seconds = 0.0;
   std::size_t samples = 0;  ///< training samples per epoch
   std::size_t workers = 1;  ///< workers of all processes together
+  bool interrupted = false; ///< the fit stopped on a signal (StopOnSignal) before its last epoch
 
   [[nodiscard]] bool empty() const noexcept { return epochs.empty(); }
   [[nodiscard]] const EpochRecord& last() const {
@@ -58,7 +59,8 @@ struct History {
       return std::string(b);
     };
     std::string s = "{\"samples\": " + std::to_string(samples) + ", \"workers\": " + std::to_string(workers) +
-                    ", \"total_seconds\": " + num(total_seconds) + ", \"epochs\": [";
+                    ", \"total_seconds\": " + num(total_seconds) + ", \"interrupted\": " +
+                    (interrupted ? "true" : "false") + ", \"epochs\": [";
     for (std::size_t i = 0; i < epochs.size(); ++i) {
       const auto& e = epochs[i];
       s += (i ? ", " : "") + std::string("{\"epoch\": ") + std::to_string(e.epoch) + ", \"loss\": " + num(e.loss) +
