@@ -2,15 +2,20 @@
 // moment buffers, 22.4 MB): writing one (atomically: temporary file, fsync, rename) and reading one
 // back, in seconds per GB; and, inside a fit on 2 workers, the time a checkpoint takes (gathering
 // the state from the workers, writing, syncing) as a fraction of a 60,000-row epoch's time, both
-// measured in the same run.
+// measured in the same run, against the same bytes written and read as plainly as the machine
+// allows (BM_raw_write, BM_raw_read).
 //
 //   bench_checkpoint --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include <tessera/tessera.hpp>
 
@@ -56,6 +61,41 @@ void BM_load_checkpoint(benchmark::State& state) {
   const double bytes = file_bytes(f) * static_cast<double>(state.iterations());
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.counters["s_per_GB"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+/// The same bytes written as the machine allows (one fwrite, fsync, rename) and read back (one
+/// fread): the limit the two benchmarks above are measured against.
+void BM_raw_write(benchmark::State& state) {
+  const std::string f = scratch() + "/raw.bin", tmp = f + ".tmp";
+  save_checkpoint(large_checkpoint(), f);
+  const auto n = static_cast<std::size_t>(file_bytes(f));
+  std::vector<char> bytes(n, 1);
+  for (auto _ : state) {
+    std::FILE* out = std::fopen(tmp.c_str(), "wb");
+    std::fwrite(bytes.data(), 1, n, out);
+    std::fflush(out);
+    ::fsync(fileno(out));
+    std::fclose(out);
+    std::filesystem::rename(tmp, f);
+  }
+  const double total = static_cast<double>(n) * static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(total));
+  state.counters["s_per_GB"] = benchmark::Counter(total * 1e-9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_raw_read(benchmark::State& state) {
+  const std::string f = scratch() + "/raw.bin";
+  save_checkpoint(large_checkpoint(), f);
+  const auto n = static_cast<std::size_t>(file_bytes(f));
+  std::vector<char> bytes(n);
+  for (auto _ : state) {
+    std::FILE* in = std::fopen(f.c_str(), "rb");
+    benchmark::DoNotOptimize(std::fread(bytes.data(), 1, n, in));
+    std::fclose(in);
+  }
+  const double total = static_cast<double>(n) * static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(total));
+  state.counters["s_per_GB"] = benchmark::Counter(total * 1e-9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 /// CheckpointEvery, timed.
@@ -104,5 +144,7 @@ void BM_checkpoint_in_fit(benchmark::State& state) {
 
 BENCHMARK(BM_save_checkpoint)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_load_checkpoint)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_raw_write)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_raw_read)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_checkpoint_in_fit)->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(3);
 BENCHMARK_MAIN();
