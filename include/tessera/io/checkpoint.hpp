@@ -142,10 +142,12 @@ Model read_model(const Source& src) {
   // more (its transform section), checked once the kind is read
   const std::uint64_t after_params = saturating_add(r.position(), saturating_mul(n, 4));
   const std::uint64_t needed = saturating_add(after_params, version >= 3 ? 4 + 8 : 8);
-  const auto too_big = [](std::uint64_t v) { return v == UINT64_MAX ? std::string("more than 2^64") : std::to_string(v); };
+  const auto byte_count = [](std::uint64_t v) {
+    return v == UINT64_MAX ? std::string("more than 2^64") : std::to_string(v);
+  };
   require(version >= 3 ? src.size() >= needed : src.size() == needed, ErrorKind::format,
           path + ": " + (src.size() < needed ? "truncated" : "oversized") + " model file: " + std::to_string(n) +
-              " parameters need " + (version >= 3 ? "at least " : "") + too_big(needed) + " bytes, the file has " +
+              " parameters need " + (version >= 3 ? "at least " : "") + byte_count(needed) + " bytes, the file has " +
               std::to_string(src.size()));
   // n * 4 bytes are in the file: the allocation below is bounded by its size
   std::vector<float> params(static_cast<std::size_t>(n));
@@ -169,7 +171,7 @@ Model read_model(const Source& src) {
       require(src.size() == end, ErrorKind::format,
               path + ": " + (src.size() < end ? "truncated" : "oversized") + " model file: the input transform of " +
                   std::to_string(columns) + " columns at byte " + std::to_string(kind_at) + " needs the file to have " +
-                  too_big(end) + " bytes, it has " + std::to_string(src.size()));
+                  byte_count(end) + " bytes, it has " + std::to_string(src.size()));
       // 8 * columns bytes are in the file: bounded as the parameters are
       stats_at = r.position();
       mean.resize(static_cast<std::size_t>(columns));
