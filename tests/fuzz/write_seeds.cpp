@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/data/binary.hpp"
+#include "tessera/data/standardize.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/model/models.hpp"
 #include "tessera/train/checkpoint.hpp"
@@ -72,12 +73,16 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < raw.size(); i += 4) raw[i + 3] = 0x3f;  // 0.5f-ish values
   seed(root / "tsrd", "raw", std::string{'\3', '\3'}, raw);
 
-  // models: every loss, a few depths and activations
-  const std::vector<Model> models = {
+  // models: every loss, a few depths and activations; two with a standardizer attached
+  std::vector<Model> models = {
       models::linear_regression(3, {.seed = 1}), models::logistic_regression(2, {.seed = 2}),
       models::softmax_regression(4, 3, {.seed = 3}),
       models::mlp({4, 6, 2}, act::relu, loss::binary_cross_entropy, {.seed = 4}),
       models::mlp({3, 5, 4, 2}, act::tanh, loss::softmax_cross_entropy, {.seed = 5, .weight_decay = 0.01f})};
+  models.push_back(models[0]);
+  models.back().set_input_transform(data::Standardizer(sample(6, 3, 1).x()));
+  models.push_back(models[3]);
+  models.back().set_input_transform(data::Standardizer({1.0f, -2.0f, 0.5f, 1e3f}, {0.25f, 2.0f, 1.0f, 1e-3f}));
   k = 0;
   for (const Model& m : models) {
     const std::string p = (tmp / "m.tsm").string();

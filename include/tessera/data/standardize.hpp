@@ -3,6 +3,8 @@
 
 #include <cfloat>
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tessera/data/dataset.hpp"
@@ -16,6 +18,24 @@ class Standardizer {
  public:
   Standardizer() = default;
   explicit Standardizer(MatrixView x) { fit(x); }
+  /// A fitted standardizer from its statistics (what a model file stores): one mean and one
+  /// inverse scale per column, as many of each, at least one column, every mean finite and every
+  /// inverse scale finite and > 0. Anything else is ErrorKind::invalid_argument naming the column.
+  Standardizer(std::vector<float> mean, std::vector<float> inverse_scale)
+      : mean_(std::move(mean)), scale_(std::move(inverse_scale)) {
+    detail::require(!mean_.empty() && mean_.size() == scale_.size(), ErrorKind::invalid_argument,
+                    "Standardizer: needs one mean and one inverse scale per column (at least one column), got " +
+                        std::to_string(mean_.size()) + " means and " + std::to_string(scale_.size()) +
+                        " inverse scales");
+    for (std::size_t c = 0; c < mean_.size(); ++c) {
+      detail::require(std::isfinite(mean_[c]), ErrorKind::invalid_argument,
+                      "Standardizer: the mean of column " + std::to_string(c) + " is " + std::to_string(mean_[c]) +
+                          ", expected a finite value");
+      detail::require(std::isfinite(scale_[c]) && scale_[c] > 0.0f, ErrorKind::invalid_argument,
+                      "Standardizer: the inverse scale of column " + std::to_string(c) + " is " +
+                          std::to_string(scale_[c]) + ", expected a finite value > 0");
+    }
+  }
 
   Standardizer& fit(MatrixView x) {
     detail::require(x.rows > 0, ErrorKind::invalid_argument, "Standardizer::fit: no rows to fit on");
@@ -46,9 +66,14 @@ class Standardizer {
     return d;
   }
 
+  /// Columns it was fitted on (0 before fit).
+  [[nodiscard]] std::size_t columns() const noexcept { return mean_.size(); }
   [[nodiscard]] const std::vector<float>& mean() const noexcept { return mean_; }
   /// 1 / standard deviation per column (1 for constant columns).
   [[nodiscard]] const std::vector<float>& inverse_scale() const noexcept { return scale_; }
+
+  /// The same statistics, value by value.
+  friend bool operator==(const Standardizer&, const Standardizer&) = default;
 
  private:
   std::vector<float> mean_, scale_;

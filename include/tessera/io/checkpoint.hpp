@@ -1,17 +1,22 @@
-// tessera/io/checkpoint.hpp - save and load a model: architecture and flat parameters in a
-// versioned binary file closed by an FNV-1a checksum.
+// tessera/io/checkpoint.hpp - save and load a model: architecture, flat parameters and input
+// transform in a versioned binary file closed by an FNV-1a checksum.
 //
-// Layout (version 2; version 1 is the same but for the checksum's offset basis):
+// Layout (version 3; little-endian, no padding; docs/usage.md has the table):
 // "TSRMODL1" | u32 version | u64 input_dim | u64 layer count |
 // per layer: u64 out, u32 activation | u32 loss | f32 weight_decay | u64 parameter count |
-// parameters (f32) | u64 FNV-1a of every byte before it.
+// parameters (f32) | u32 input transform kind (0 none, 1 standardizer) |
+// kind 1: u64 columns (= input_dim), f32 mean per column, f32 inverse scale per column |
+// u64 FNV-1a of every byte before it.
+// Version 2 is version 3 without the transform section (the checksum follows the parameters);
+// version 1 is version 2 with another offset basis for the checksum. All three load.
 //
-// Loading is bounded: the layer table, the parameter count the layers imply (overflow-checked)
-// and the stored count are all checked against the bytes the file holds before anything is
-// allocated, and the parameters are read straight into the model, never drawn first. A checksum
-// guards against damage, not against a crafted file: the bounds do that.
+// Loading is bounded: the layer table, the parameter count the layers imply (overflow-checked),
+// the stored count and the transform section are all checked against the bytes the file holds
+// before anything is allocated, and the parameters are read straight into the model, never drawn
+// first. A checksum guards against damage, not against a crafted file: the bounds do that.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -28,7 +33,9 @@ namespace tessera {
 namespace detail {
 
 inline constexpr char model_magic[8] = {'T', 'S', 'R', 'M', 'O', 'D', 'L', '1'};
-inline constexpr std::uint32_t model_format_version = 2;
+inline constexpr std::uint32_t model_format_version = 3;
+/// What follows the parameters in a version-3 file.
+enum class InputTransformKind : std::uint32_t { none = 0, standardizer = 1 };
 inline constexpr std::uint64_t model_max_layers = std::uint64_t{1} << 20;
 
 /// Reads a source front to back, hashing what it reads; `kind` ("model file", "checkpoint")
@@ -95,8 +102,8 @@ Model read_model(const Source& src) {
   }
   std::uint32_t version = 0;
   if (src.size() >= 12) src.read(8, &version, 4);
-  require(version == 1 || version == model_format_version, ErrorKind::format,
-          path + ": model format version " + std::to_string(version) + ", this tessera reads version 1 or " +
+  require(version >= 1 && version <= model_format_version, ErrorKind::format,
+          path + ": model format version " + std::to_string(version) + ", this tessera reads versions 1 to " +
               std::to_string(model_format_version));
   ModelReader<Source> r(src, version == 1 ? fnv1a_basis_model_v1 : fnv1a_basis);
   char magic[8];
@@ -131,21 +138,71 @@ Model read_model(const Source& src) {
           path + ": the layers of the file imply " +
               (expected == UINT64_MAX ? std::string("more than 2^64") : std::to_string(expected)) +
               " parameters, the file says " + std::to_string(n) + " (corrupted file?)");
-  const std::uint64_t needed = saturating_add(saturating_add(r.position(), saturating_mul(n, 4)), 8);
-  require(src.size() == needed, ErrorKind::format,
+  // the parameters, the transform kind (version 3) and the checksum; a version-3 file may hold
+  // more (its transform section), checked once the kind is read
+  const std::uint64_t after_params = saturating_add(r.position(), saturating_mul(n, 4));
+  const std::uint64_t needed = saturating_add(after_params, version >= 3 ? 4 + 8 : 8);
+  const auto byte_count = [](std::uint64_t v) {
+    return v == UINT64_MAX ? std::string("more than 2^64") : std::to_string(v);
+  };
+  require(version >= 3 ? src.size() >= needed : src.size() == needed, ErrorKind::format,
           path + ": " + (src.size() < needed ? "truncated" : "oversized") + " model file: " + std::to_string(n) +
-              " parameters need " + (needed == UINT64_MAX ? std::string("more than 2^64") : std::to_string(needed)) +
-              " bytes, the file has " + std::to_string(src.size()));
+              " parameters need " + (version >= 3 ? "at least " : "") + byte_count(needed) + " bytes, the file has " +
+              std::to_string(src.size()));
   // n * 4 bytes are in the file: the allocation below is bounded by its size
   std::vector<float> params(static_cast<std::size_t>(n));
   r.bytes(params.data(), params.size() * 4, "parameters");
+  std::vector<float> mean, scale;
+  std::uint64_t stats_at = 0;
+  if (version >= 3) {
+    const std::uint64_t kind_at = r.position();
+    const auto kind = r.template get<std::uint32_t>("input transform kind");
+    require(kind <= static_cast<std::uint32_t>(InputTransformKind::standardizer), ErrorKind::format,
+            path + ": unknown input transform kind " + std::to_string(kind) + " at byte " + std::to_string(kind_at) +
+                " (this tessera knows 0, none, and 1, standardizer)");
+    if (kind == static_cast<std::uint32_t>(InputTransformKind::standardizer)) {
+      const std::uint64_t columns_at = r.position();
+      const auto columns = r.template get<std::uint64_t>("input transform column count");
+      require(columns == input, ErrorKind::format,
+              path + ": the input transform at byte " + std::to_string(kind_at) + " has " + std::to_string(columns) +
+                  " columns, the model takes " + std::to_string(input) + " inputs (column count at byte " +
+                  std::to_string(columns_at) + ")");
+      const std::uint64_t end = saturating_add(saturating_add(r.position(), saturating_mul(columns, 8)), 8);
+      require(src.size() == end, ErrorKind::format,
+              path + ": " + (src.size() < end ? "truncated" : "oversized") + " model file: the input transform of " +
+                  std::to_string(columns) + " columns at byte " + std::to_string(kind_at) + " needs the file to have " +
+                  byte_count(end) + " bytes, it has " + std::to_string(src.size()));
+      // 8 * columns bytes are in the file: bounded as the parameters are
+      stats_at = r.position();
+      mean.resize(static_cast<std::size_t>(columns));
+      scale.resize(static_cast<std::size_t>(columns));
+      r.bytes(mean.data(), mean.size() * 4, "input transform means");
+      r.bytes(scale.data(), scale.size() * 4, "input transform inverse scales");
+    } else {
+      require(src.size() == r.position() + 8, ErrorKind::format,
+              path + ": oversized model file: it has no input transform, so it ends at byte " +
+                  std::to_string(r.position() + 8) + ", the file has " + std::to_string(src.size()) + " bytes");
+    }
+  }
   const std::uint64_t computed = r.hash();
   std::uint64_t stored = 0;
   src.read(r.position(), &stored, 8);
   require(stored == computed, ErrorKind::format, path + ": checksum mismatch: the model file is corrupted");
+  // a crafted file with a valid checksum: the values themselves must make a model
+  for (std::size_t c = 0; c < mean.size(); ++c) {
+    require(std::isfinite(mean[c]), ErrorKind::format,
+            path + ": the input transform's mean of column " + std::to_string(c) + " (byte " +
+                std::to_string(stats_at + 4 * c) + ") is " + std::to_string(mean[c]) + ", expected a finite value");
+    require(std::isfinite(scale[c]) && scale[c] > 0.0f, ErrorKind::format,
+            path + ": the input transform's inverse scale of column " + std::to_string(c) + " (byte " +
+                std::to_string(stats_at + 4 * (mean.size() + c)) + ") is " + std::to_string(scale[c]) +
+                ", expected a finite value > 0");
+  }
   try {
     Architecture arch(static_cast<std::size_t>(input), specs, static_cast<Loss>(loss));
-    return Model(std::move(arch), std::move(params), wd);
+    Model m(std::move(arch), std::move(params), wd);
+    if (!mean.empty()) m.set_input_transform(data::Standardizer(std::move(mean), std::move(scale)));
+    return m;
   } catch (const Error& e) {
     fail(ErrorKind::format, path + ": the file describes an impossible model: " + std::string(e.what()).substr(9));
   }
@@ -175,6 +232,14 @@ void write_model(const Model& model, Put&& put_raw) {
   put_value(std::uint64_t{model.parameter_count()});
   const std::span<const float> p = model.parameters();
   for (std::size_t i = 0; i < p.size(); i += 1 << 16) put(p.data() + i, std::min<std::size_t>(1 << 16, p.size() - i) * 4);
+  if (const data::Standardizer* t = model.input_transform()) {
+    put_value(InputTransformKind::standardizer);
+    put_value(std::uint64_t{t->columns()});
+    put(t->mean().data(), t->columns() * 4);
+    put(t->inverse_scale().data(), t->columns() * 4);
+  } else {
+    put_value(InputTransformKind::none);
+  }
   put_raw(&h, 8);
 }
 
@@ -192,9 +257,11 @@ inline void save(const Model& model, const std::string& path) {
   });
 }
 
-/// Reads a model written by save(): its architecture, weight decay and parameters. Errors:
-/// ErrorKind::io (missing, a directory, not a regular file, unreadable), ErrorKind::format (not a
-/// model file, another version, truncated, oversized, implausible counts, checksum mismatch).
+/// Reads a model written by save(): its architecture, weight decay, parameters and input transform
+/// (files of versions 1 and 2 have none), so that `load_model(path).predict_raw(raw_rows)` serves
+/// raw data. Errors: ErrorKind::io (missing, a directory, not a regular file, unreadable),
+/// ErrorKind::format (not a model file, another version, truncated, oversized, implausible counts,
+/// an unknown or malformed input transform, checksum mismatch).
 inline Model load_model(const std::string& path) { return detail::read_model(detail::FileSource(path)); }
 
 /// The same as load_model, from the bytes of a model file in memory; `name` starts the messages.
@@ -202,7 +269,8 @@ inline Model parse_model(std::span<const unsigned char> bytes, const std::string
   return detail::read_model(detail::MemorySource(bytes, name));
 }
 
-/// Loads parameters into an existing model, which must have the same architecture.
+/// Loads parameters into an existing model, which must have the same architecture; only the
+/// parameters: the target keeps its weight decay and its input transform (load_model reads them).
 inline void load_parameters(Model& model, const std::string& path) {
   Model m = load_model(path);
   detail::require(m.architecture() == model.architecture(), ErrorKind::shape,
