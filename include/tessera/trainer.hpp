@@ -37,6 +37,7 @@
 #include "tessera/split/order.hpp"
 #include "tessera/train/epoch.hpp"
 #include "tessera/train/history.hpp"
+#include "tessera/train/memory.hpp"
 #include "tessera/train/progress.hpp"
 
 namespace tessera {
@@ -343,6 +344,13 @@ class Trainer {
       }
     }
     const detail::EngineConfig cfg = engine_config(train, *group);
+    try {  // the memory the fit will need against what this process has, before anything is built
+      if (!problem) detail::check_fit_memory<policies>(model.architecture(), optimizer_, cfg, *group, train.rows());
+    } catch (const Error& e) {
+      if (!across) throw;
+      problem = std::current_exception();
+      problem_text = e.what();
+    }
     group->agree("training setup", problem ? "this rank cannot train: " + problem_text : signature(model, train, cfg, *group));
     if (problem) std::rethrow_exception(problem);  // every process has the same problem: nobody waits
     std::vector<float> init(model.parameters().begin(), model.parameters().end());
