@@ -40,6 +40,7 @@
 #include "tessera/train/checkpoint.hpp"
 #include "tessera/train/epoch.hpp"
 #include "tessera/train/history.hpp"
+#include "tessera/train/memory.hpp"
 #include "tessera/train/progress.hpp"
 
 namespace tessera {
@@ -378,6 +379,13 @@ class Trainer {
         problem = std::current_exception();
         problem_text = e.what();
       }
+    }
+    try {  // the memory the fit will need against what this process has, before anything is built
+      if (!problem) detail::check_fit_memory<policies>(model.architecture(), optimizer_, cfg, *group, train.rows());
+    } catch (const Error& e) {
+      if (!across) throw;
+      problem = std::current_exception();
+      problem_text = e.what();
     }
     std::string agreed = signature(model, train, cfg, *group);
     if (from)

@@ -1,14 +1,17 @@
 // Reduce<MpiAllreduce>: training across ranks equals the single-process reference, for ranks that
 // do not divide the data, with local SGD, with several worker threads per rank; a rank whose setup
-// differs is named on every rank before any step; gradient buckets overlapping the backward pass
-// give the same result as one sum after it; deterministic mode is bitwise equal to threads; only
-// rank 0 writes files. Run under mpirun with 1, 2, 3 and 4 ranks.
+// differs, or lacks the memory a fit needs, is named on every rank before any step; gradient
+// buckets overlapping the backward pass give the same result as one sum after it; deterministic
+// mode is bitwise equal to threads; only rank 0 writes files. Run under mpirun with 1, 2, 3 and 4
+// ranks.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include <unistd.h>
@@ -183,6 +186,29 @@ TEST_CASE("a rank whose setup differs is named on every rank before any step", "
                                      Catch::Contains("batch 4 x 1 workers") &&
                                      Catch::Contains("rank " + std::to_string(odd) + " has") &&
                                      Catch::Contains("batch 5 x 1 workers"));
+  CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
+}
+
+TEST_CASE("a rank without the memory a fit needs is named on every rank, nobody waits", "[mpi][errors][memory]") {
+  const auto world = mpi::Communicator::world();
+  const int odd = world.size() - 1;
+  const auto d = blobs(100, 6, 3);
+  Model m = fresh(1);
+  const std::vector<float> before(m.parameters().begin(), m.parameters().end());
+  if (world.rank() == odd) ::setenv("TESSERA_MEMORY_LIMIT", "1K", 1);  // this rank alone has too little
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = 4, .workers = 1, .progress = Progress::never}, optim::sgd(0.1));
+  try {
+    (void)t.fit(m, d);
+    FAIL("the fit should have been refused");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("the fit needs about") != std::string::npos);
+    CHECK(msg.find("1.0 KiB are available (TESSERA_MEMORY_LIMIT=1K)") != std::string::npos);
+    if (world.size() > 1 && world.rank() != odd)
+      CHECK(msg.find("rank " + std::to_string(odd) + " has \"this rank cannot train") != std::string::npos);
+  }
+  if (world.rank() == odd) ::unsetenv("TESSERA_MEMORY_LIMIT");
   CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
 }
 

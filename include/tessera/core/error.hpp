@@ -15,6 +15,7 @@ enum class ErrorKind {
   io,                ///< a file that cannot be opened, read or written
   format,            ///< a binary file that is truncated, foreign or corrupted
   runtime,           ///< a failure while running (numerical breakdown, worker failure)
+  resource,          ///< more memory than this process has (checked before a fit's first step)
 };
 
 inline const char* to_string(ErrorKind k) noexcept {
@@ -25,6 +26,7 @@ inline const char* to_string(ErrorKind k) noexcept {
     case ErrorKind::io: return "I/O error";
     case ErrorKind::format: return "format error";
     case ErrorKind::runtime: return "runtime error";
+    case ErrorKind::resource: return "not enough resources";
   }
   return "error";
 }
