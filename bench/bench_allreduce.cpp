@@ -7,8 +7,9 @@
 #include <vector>
 
 #include <tessera/comm/thread_comm.hpp>
+#include <tessera/engine/lanes.hpp>
 
-using namespace tessera::detail;
+using namespace tessera;
 
 namespace {
 
@@ -16,17 +17,21 @@ namespace {
 void BM_thread_allreduce_bytes(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0));
   const std::size_t workers = static_cast<std::size_t>(state.range(1));
-  ThreadTeam team(workers);
-  ThreadComm comm(team);
+  comm::LocalGroup group(workers);
+  std::vector<comm::ThreadComm> lanes;
+  for (std::size_t w = 0; w < workers; ++w) lanes.push_back(group.lane(w));
   std::vector<std::vector<float>> buf(workers, std::vector<float>(count, 1.0f));
   for (auto _ : state) {
     double seconds = 0.0;
-    team.run([&](std::size_t w) {
-      team.sync();  // every thread started: the timing covers the collective alone
-      const auto t0 = std::chrono::steady_clock::now();
-      comm.all_reduce(w, buf[w].data(), count, 0.5f);
-      if (w == 0) seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    });
+    detail::run_lanes(
+        workers,
+        [&](std::size_t w) {
+          lanes[w].barrier();  // every thread started: the timing covers the collective alone
+          const auto t0 = std::chrono::steady_clock::now();
+          lanes[w].all_reduce(buf[w].data(), buf[w].data(), count, "bench", 0.5f);
+          if (w == 0) seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        },
+        [&] { group.abort(); });
     state.SetIterationTime(seconds);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * count * sizeof(float)));

@@ -73,8 +73,10 @@ BENCHMARK(BM_pipeline)
 void BM_memory_per_stage(benchmark::State& state) {
   const auto S = static_cast<std::size_t>(state.range(0));
   const Model m = uniform_model();
-  detail::PipelineEngine<detail::CpuWorker> e(m.architecture(), 0.0f, m.parameters(),
-                                              {.stages = S, .micro_batches = 8}, optim::adam(), batch);
+  comm::LocalGroup group(S);
+  detail::LayerwiseEngine<detail::CpuWorker, comm::LocalGroup> e(group, m.architecture(), 0.0f, optim::adam(),
+                                                                  m.parameters(), {.stages = S, .micro_batches = 8}, 1,
+                                                                  batch);
   for (auto _ : state) benchmark::DoNotOptimize(e.memory());
   std::size_t most = 0, acts = 0;
   for (const auto& w : e.memory()) {

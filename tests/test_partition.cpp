@@ -183,7 +183,9 @@ TEST_CASE("each worker holds about 1/S of the parameters and optimizer state", "
     CHECK(sum == whole);
   }
   // Adam state follows the parameters: two moments per owned parameter
-  detail::PipelineEngine<detail::CpuWorker> e(m.architecture(), 0.0f, m.parameters(), {.stages = 4}, optim::adam(), 8);
+  comm::LocalGroup four(4);
+  detail::LayerwiseEngine<detail::CpuWorker, comm::LocalGroup> e(four, m.architecture(), 0.0f, optim::adam(), m.parameters(),
+                                                                  {.stages = 4}, 1, 8);
   for (const auto& w : e.memory()) CHECK(w.optimizer_state == 2 * w.parameters);
   // a column split of the digits MLP: each of 2 workers holds half of both layers' weights
   const Model mlp = models::mlp({64, 128, 10}, act::relu, loss::softmax_cross_entropy);

@@ -8,8 +8,42 @@
 #include <vector>
 
 #include "tessera/comm/thread_comm.hpp"
+#include "tessera/engine/lanes.hpp"
 
-using namespace tessera::detail;
+namespace {
+// The lanes of one process as a team that runs a body on each, and their communicator seen as
+// worker index + buffer (a collective returns false when another worker failed).
+struct ThreadTeam {
+  tessera::comm::LocalGroup group;
+  explicit ThreadTeam(std::size_t n) : group(n) {}
+  template <class Body>
+  void run(Body&& body) {
+    group.reset();
+    tessera::detail::run_lanes(group.lanes(), body, [&] { group.abort(); });
+  }
+};
+struct ThreadComm {
+  std::vector<tessera::comm::ThreadComm> lanes;
+  explicit ThreadComm(ThreadTeam& team) {
+    for (std::size_t w = 0; w < team.group.lanes(); ++w) lanes.push_back(team.group.lane(w));
+  }
+  bool all_reduce(std::size_t w, float* buf, std::size_t count, float scale = 1.0f) {
+    return ok([&] { lanes[w].all_reduce(buf, buf, count, "test", scale); });
+  }
+  bool broadcast(std::size_t w, float* buf, std::size_t count, std::size_t root) {
+    return ok([&] { lanes[w].broadcast(buf, count, root, "test"); });
+  }
+  template <class F>
+  static bool ok(F&& f) {
+    try {
+      f();
+      return true;
+    } catch (const tessera::detail::Aborted&) {
+      return false;
+    }
+  }
+};
+}  // namespace
 
 TEST_CASE("all_reduce sums every worker's buffer into all of them", "[comm]") {
   for (std::size_t n : {1u, 2u, 3u, 4u}) {

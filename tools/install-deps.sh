@@ -5,7 +5,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(cmake g++ make libopenblas-dev libopenblas-openmp-dev libthrust-dev catch2 libbenchmark-dev libomp-dev
-      libopenmpi-dev openmpi-bin pkgconf)
+      libopenmpi-dev openmpi-bin pkgconf clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -1,13 +1,20 @@
-// tessera/mpi.hpp - tessera across processes with Open MPI. Needs the CMake component `mpi`
-// (find_package(tessera CONFIG COMPONENTS mpi), target tessera::mpi); the default headers never
-// include <mpi.h>.
+// tessera/mpi.hpp - tessera across processes with Open MPI: Reduce<MpiAllreduce>. Needs the CMake
+// component `mpi` (find_package(tessera CONFIG COMPONENTS mpi), target tessera::mpi); the default
+// headers never include <mpi.h>.
+//
+// Data parallelism runs worker threads in every process (comm/two_level.hpp); the partitioned
+// engines (tessera/partition.hpp) run one worker per process. Both are the engines of one process,
+// on a communicator over MPI_COMM_WORLD.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "tessera/comm/mpi_comm.hpp"
+#include "tessera/comm/mpi_lane.hpp"
 #include "tessera/data/binary.hpp"
 #include "tessera/model/model.hpp"
+#include "tessera/trainer.hpp"
 
 namespace tessera::mpi {
 
@@ -29,59 +36,17 @@ inline data::Dataset read_binary_shard(const std::string& path) {
 
 }  // namespace tessera::mpi
 
-#include <memory>
-#include <optional>
-#include <vector>
-
-#include "tessera/trainer.hpp"
-
 namespace tessera::detail {
 
-/// The ranks of MPI_COMM_WORLD as seen by the data-parallel engine.
-class MpiRanks final : public CrossRanks {
- public:
-  MpiRanks() : world_(mpi::Communicator::world()) {
-    rank = static_cast<std::size_t>(world_.rank());
-    size = static_cast<std::size_t>(world_.size());
-  }
-  mpi::Communicator& communicator() noexcept { return world_; }
-  void sum(float* p, std::size_t n, const char* what) override { world_.all_reduce(p, n, what); }
-  void sum(double* p, std::size_t n, const char* what) override { world_.all_reduce(p, n, what); }
-  void start_sum(float* p, std::size_t n, const char* what) override { world_.start_all_reduce(p, n, what); }
-  void progress() override { world_.progress(); }
-  void finish() override { world_.finish(); }
-  void broadcast(float* p, std::size_t n, std::size_t root, const char* what) override {
-    world_.broadcast(p, n, static_cast<int>(root), what);
-  }
-  void exchange(std::span<const RankMessage> sends, std::span<const RankMessage> recvs, const char* what) override {
-    auto convert = [](std::span<const RankMessage> m) {
-      std::vector<mpi::Transfer> t;
-      for (const RankMessage& x : m) t.push_back({x.data, x.count, static_cast<int>(x.peer), x.tag});
-      return t;
-    };
-    const auto s = convert(sends), r = convert(recvs);
-    world_.exchange(s, r, what);
-  }
-  void fail(const std::string& message) noexcept override {
-    if (!mpi::job_failed()) world_.notify_failure("rank " + std::to_string(rank) + ": " + message);
-  }
-
- private:
-  mpi::Communicator world_;
-};
-
-/// Reduce<MpiAllreduce>: every rank of MPI_COMM_WORLD trains on its share of each global batch
-/// (ranks x workers x batch_size samples); each step the ranks' summed gradients are all-reduced,
-/// in buckets that start while the backward pass goes on.
+/// Reduce<MpiAllreduce>: every process of MPI_COMM_WORLD trains; data parallelism with worker
+/// threads in each, the partitions with one worker per process.
 template <>
-struct ReduceBackend<MpiAllreduce> {
+struct GroupFor<MpiAllreduce, Cpu> {
   static constexpr bool available = true;
-  static constexpr bool across_processes = true;
-  static std::unique_ptr<CrossRanks> join(std::vector<float>& params, const std::string& signature) {
-    auto ranks = std::make_unique<MpiRanks>();
-    ranks->communicator().agree("training setup", signature);
-    ranks->communicator().broadcast(params.data(), params.size(), 0, "initial parameters");
-    return ranks;
+  template <bool OnePerProcess>
+  static auto make(const GroupRequest& q) {
+    if constexpr (OnePerProcess) return std::make_unique<comm::MpiGroup>();
+    else return std::make_unique<comm::MpiThreadsGroup>(q.workers);
   }
 };
 

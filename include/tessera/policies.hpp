@@ -1,69 +1,59 @@
-// tessera/policies.hpp - the choices of every policy family, with their family's concept checked
-// right after each is defined. Choices whose machinery needs MPI, CUDA or NCCL are declared here as
-// plain tags; their implementations live in tessera/mpi.hpp, tessera/cuda.hpp, tessera/nccl.hpp.
+// tessera/policies.hpp - every policy family's concept, the shipped choices (each checked against
+// its family's concept right after it is included), and PolicySet: a Trainer's resolved choices
+// with the one table of rules that refuses, when the Trainer type is named, every combination
+// that cannot run.
+//
+// The concepts are structural: a type of the user's that has what a family asks for is a choice
+// of that family (a DataSplit with `name` and `order(data, seed, epoch)`, say). Choices whose
+// machinery needs MPI, CUDA or NCCL are plain tags here; their machinery comes with
+// tessera/mpi.hpp, tessera/cuda.hpp and tessera/nccl.hpp.
 #pragma once
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "tessera/core/policy.hpp"
+#include "tessera/data/dataset.hpp"
 #include "tessera/device/cpu.hpp"
+#include "tessera/load/choices.hpp"
+#include "tessera/partition/choices.hpp"
+#include "tessera/reduce/choices.hpp"
+#include "tessera/split/choices.hpp"
+#include "tessera/sync/sync.hpp"
 
 namespace tessera {
 
-// DataSplit: which samples make up each step's global batch, and how it is cut between workers.
-struct Uniform { static constexpr const char* name = "Uniform"; };        ///< data order; contiguous equal shards
-struct Random { static constexpr const char* name = "Random"; };          ///< seeded shuffle, redrawn each epoch
-struct Stratified { static constexpr const char* name = "Stratified"; };  ///< class proportions kept per batch
-
-// Load: how batches are assembled.
-struct Sequential { static constexpr const char* name = "Sequential"; };  ///< on the training thread
-struct Prefetch { static constexpr const char* name = "Prefetch"; };      ///< background producer
-
-// Partition: what each worker holds of the model.
-struct Replicate { static constexpr const char* name = "Replicate"; };    ///< the whole model
-struct Columnwise { static constexpr const char* name = "Columnwise"; };  ///< tensor-parallel dense layers
-// Pipeline schedules of Layerwise (tessera/partition.hpp runs them).
-struct GPipe { static constexpr const char* name = "GPipe"; };        ///< fill-drain: all forwards, then all backwards
-struct OneFOneB { static constexpr const char* name = "1F1B"; };      ///< one forward, one backward in the steady state
-/// Pipeline stages with a schedule, on a grid of `Replicas` data-parallel pipelines (workers =
-/// stages x Replicas). `Partition<Layerwise>` is `LayerwiseWith<OneFOneB, 1>`.
-template <class Schedule = OneFOneB, std::size_t Replicas = 1>
-struct LayerwiseWith {
-  static_assert(std::same_as<Schedule, GPipe> || std::same_as<Schedule, OneFOneB>,
-                "tessera: LayerwiseWith<Schedule, R> needs Schedule = GPipe or OneFOneB");
-  static_assert(Replicas >= 1, "tessera: LayerwiseWith<Schedule, R> needs R >= 1 (data-parallel pipelines)");
-  using schedule = Schedule;
-  static constexpr std::size_t replicas = Replicas;
-  static constexpr const char* name = "Layerwise";
-};
-using Layerwise = LayerwiseWith<>;  ///< pipeline stages, 1F1B
-
-// Reduce: how workers combine gradients.
-struct ThreadAllreduce { static constexpr const char* name = "ThreadAllreduce"; };
-struct MpiAllreduce { static constexpr const char* name = "MpiAllreduce"; };
-struct NcclAllreduce { static constexpr const char* name = "NcclAllreduce"; };
-
-// Sync: when workers combine.
-struct EveryStep { static constexpr const char* name = "EveryStep"; };  ///< synchronous SGD
-template <std::size_t K>
-struct Periodic {  ///< local SGD: parameters averaged every K steps
-  static_assert(K >= 1, "tessera: Sync<Periodic<K>> needs K >= 1 (steps between parameter averaging)");
-  static constexpr std::size_t period = K;
-  static constexpr const char* name = "Periodic";
-};
-struct Sharded { static constexpr const char* name = "Sharded"; };  ///< optimizer state sharded
-
-// Device: Cpu is defined in device/cpu.hpp; Cuda's implementation is in tessera/cuda.hpp.
+// Device: Cpu is defined in device/cpu.hpp; Cuda's definition is in tessera/cuda.hpp.
 struct Cuda;
 
-template <class C> concept SplitChoice = std::same_as<C, Uniform> || std::same_as<C, Random> || std::same_as<C, Stratified>;
-template <class C> concept LoadChoice = std::same_as<C, Sequential> || std::same_as<C, Prefetch>;
-template <class C> concept LayerwiseChoice = std::same_as<C, LayerwiseWith<typename C::schedule, C::replicas>>;
-template <class C> concept PartitionChoice = std::same_as<C, Replicate> || LayerwiseChoice<C> || std::same_as<C, Columnwise>;
-template <class C> concept ReduceChoice = std::same_as<C, ThreadAllreduce> || std::same_as<C, MpiAllreduce> || std::same_as<C, NcclAllreduce>;
-template <class C> concept SyncChoice = std::same_as<C, EveryStep> || std::same_as<C, Sharded> || requires { C::period; };
-template <class C> concept DeviceChoice = std::same_as<C, Cpu> || std::same_as<C, Cuda>;
+template <class C>
+concept SplitChoice = requires(const data::Dataset& d, std::uint64_t seed, std::uint32_t epoch) {
+  { C::name } -> std::convertible_to<const char*>;
+  { C::order(d, seed, epoch) } -> std::same_as<std::vector<std::size_t>>;
+};
+template <class C>
+concept LoadChoice = requires {
+  { C::name } -> std::convertible_to<const char*>;
+  { C::prefetch } -> std::convertible_to<bool>;
+};
+template <class C>
+concept LayerwiseChoice = std::same_as<C, LayerwiseWith<typename C::schedule, C::replicas>>;
+template <class C>
+concept PartitionChoice = requires {
+  { C::name } -> std::convertible_to<const char*>;
+  { C::replicates } -> std::convertible_to<bool>;
+};
+template <class C>
+concept ReduceChoice = requires {
+  { C::name } -> std::convertible_to<const char*>;
+  { C::across_processes } -> std::convertible_to<bool>;
+  { C::gpu } -> std::convertible_to<bool>;
+};
+/// Cuda is complete only with tessera/cuda.hpp; any other device is checked structurally.
+template <class C>
+concept DeviceChoice = std::same_as<C, Cuda> || DeviceType<C>;
 
 static_assert(SplitChoice<Uniform> && SplitChoice<Random> && SplitChoice<Stratified>);
 static_assert(LoadChoice<Sequential> && LoadChoice<Prefetch>);
@@ -73,6 +63,11 @@ static_assert(ReduceChoice<ThreadAllreduce> && ReduceChoice<MpiAllreduce> && Red
 static_assert(SyncChoice<EveryStep> && SyncChoice<Periodic<4>> && SyncChoice<Sharded>);
 static_assert(DeviceChoice<Cpu> && DeviceChoice<Cuda>);
 static_assert(Policy<DataSplit<Random>> && PolicyOf<Reduce<NcclAllreduce>, family::reduce>);
+
+namespace detail {
+template <class D>
+inline constexpr bool is_gpu = std::same_as<D, Cuda>;
+}  // namespace detail
 
 /// The resolved policy set of a Trainer: every family's choice, defaults filled in, checked.
 template <class... Ps>
@@ -92,20 +87,41 @@ struct PolicySet {
   using sync = detail::choice_of<family::sync, Sync<EveryStep>, Ps...>;
   using device = detail::choice_of<family::device, Device<Cpu>, Ps...>;
 
-  static_assert(SplitChoice<split>, "tessera::Trainer: DataSplit<X> needs X = Uniform, Random or Stratified");
-  static_assert(LoadChoice<load>, "tessera::Trainer: Load<X> needs X = Sequential or Prefetch");
-  static_assert(PartitionChoice<partition>, "tessera::Trainer: Partition<X> needs X = Replicate, Layerwise or Columnwise");
-  static_assert(ReduceChoice<reduce>, "tessera::Trainer: Reduce<X> needs X = ThreadAllreduce, MpiAllreduce or NcclAllreduce");
-  static_assert(SyncChoice<sync>, "tessera::Trainer: Sync<X> needs X = EveryStep, Periodic<K> or Sharded");
-  static_assert(DeviceChoice<device>, "tessera::Trainer: Device<X> needs X = Cpu or Cuda");
+  static_assert(SplitChoice<split>, "tessera::Trainer: DataSplit<X> needs X = Uniform, Random or Stratified, or a type "
+                                    "with `name` and a static `order(const data::Dataset&, std::uint64_t seed, "
+                                    "std::uint32_t epoch)` returning std::vector<std::size_t>");
+  static_assert(LoadChoice<load>, "tessera::Trainer: Load<X> needs X = Sequential or Prefetch, or a type with `name` "
+                                  "and `static constexpr bool prefetch`");
+  static_assert(PartitionChoice<partition>, "tessera::Trainer: Partition<X> needs X = Replicate, Layerwise or "
+                                            "Columnwise, or a type with `name` and `static constexpr bool replicates`");
+  static_assert(ReduceChoice<reduce>, "tessera::Trainer: Reduce<X> needs X = ThreadAllreduce, MpiAllreduce or "
+                                      "NcclAllreduce, or a type with `name`, `across_processes` and `gpu`");
+  static_assert(SyncChoice<sync>, "tessera::Trainer: Sync<X> needs X = EveryStep, Periodic<K> or Sharded, or a type "
+                                  "with `name`, `scope`, `overlaps` and `period` (sync/concepts.hpp)");
+  static_assert(DeviceChoice<device>, "tessera::Trainer: Device<X> needs X = Cpu or Cuda, or a type that models "
+                                      "tessera::DeviceType (device/concepts.hpp)");
 
-  static_assert(!(std::same_as<reduce, NcclAllreduce> && std::same_as<device, Cpu>),
+  // ---- the rules: every combination that cannot run, refused here, once -------------------------
+  static constexpr bool gpu = detail::is_gpu<device>;
+  static_assert(!(reduce::gpu && !gpu),
                 "tessera::Trainer: Reduce<NcclAllreduce> requires Device<Cuda>; use Reduce<ThreadAllreduce> or "
                 "Reduce<MpiAllreduce>, or add Device<Cuda>");
-  static_assert(!(std::same_as<sync, Sharded> && !std::same_as<partition, Replicate>),
+  static_assert(!(gpu && reduce::across_processes && !reduce::gpu),
+                "tessera::Trainer: Device<Cuda> trains with Reduce<ThreadAllreduce> (one GPU) or Reduce<NcclAllreduce> "
+                "(several); Reduce<MpiAllreduce> is CPU-only");
+  static_assert(!(std::same_as<sync, Sharded> && !partition::replicates),
                 "tessera::Trainer: Sync<Sharded> shards the optimizer state of replicas and needs Partition<Replicate>");
-  static_assert(!(requires { sync::period; } && !std::same_as<partition, Replicate>),
+  static_assert(!(sync::period != 0 && !partition::replicates),
                 "tessera::Trainer: Sync<Periodic<K>> averages whole replicas and needs Partition<Replicate>");
+  static_assert(!(load::prefetch && !partition::replicates),
+                "tessera::Trainer: Load<Prefetch> gathers the batches of data-parallel replicas; Partition<Layerwise> "
+                "and Partition<Columnwise> read each micro-batch's rows where they are used: use Load<Sequential>");
+  static_assert(!(gpu && !partition::replicates),
+                "tessera::Trainer: Device<Cuda> trains with Partition<Replicate> in this version; Partition<Layerwise> "
+                "and Partition<Columnwise> are CPU-only");
+  static_assert(!(gpu && sync::period != 0),
+                "tessera::Trainer: Device<Cuda> trains with Sync<EveryStep> or Sync<Sharded>; Sync<Periodic<K>> is "
+                "CPU-only");
 };
 
 }  // namespace tessera

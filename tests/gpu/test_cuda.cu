@@ -226,18 +226,20 @@ TEST_CASE("Load<Prefetch> on the GPU gives the same bits as Load<Sequential>", "
 TEST_CASE("the GPU engine allocates no device memory after its first step", "[cuda][allocation]") {
   const data::Dataset d = regression_data(2000, 12, 4);
   const Model m = models::mlp({12, 24, 24, 1}, act::sigmoid, loss::mse, {.seed = 2});
-  detail::OneGpu one;
-  detail::CudaPlan plan;
+  comm::OneGpuGroup one;
+  detail::EngineConfig plan;
   plan.batch = 128;
   plan.prefetch = true;
-  detail::CudaEngine engine(m.architecture(), 0.0f, optim::adam(1e-3), m.parameters(), plan, 3, one, 12, 1, "test");
-  detail::ProgressLine progress(Progress::never, 3, engine.steps_per_epoch(d.rows()));
+  plan.epochs = 3;
+  detail::ReplicateEngine<Cuda, comm::OneGpuGroup, EveryStep> engine(one, m.architecture(), 0.0f, optim::adam(1e-3),
+                                                                      m.parameters(), plan);
+  const auto no_progress = [](std::size_t, double) {};
   std::size_t free0 = 0, free1 = 0, total = 0;
-  engine.epoch(d, {}, 0, progress);
+  engine.epoch(d, {}, 0, detail::Range{0, SIZE_MAX}, {}, no_progress);
   const std::size_t after_first = engine.device_allocations();
   cudaMemGetInfo(&free0, &total);
-  engine.epoch(d, {}, 1, progress);
-  engine.epoch(d, {}, 2, progress);
+  engine.epoch(d, {}, 1, detail::Range{0, SIZE_MAX}, {}, no_progress);
+  engine.epoch(d, {}, 2, detail::Range{0, SIZE_MAX}, {}, no_progress);
   cudaMemGetInfo(&free1, &total);
   CHECK(engine.device_allocations() == after_first);
   CHECK(free1 == free0);
@@ -290,8 +292,7 @@ TEST_CASE("Reduce<NcclAllreduce> on one GPU trains to the same bits as Device<Cu
   for (const std::size_t bucket : {std::size_t{4}, std::size_t{600}, std::size_t{1} << 20}) {
     for (const bool overlap : {true, false}) {
       CAPTURE(bucket, overlap);
-      o.bucket_bytes = bucket;
-      o.overlap = overlap;
+      o.overlap = {overlap, bucket};
       Model m = init;
       const History h = Trainer<DataSplit<Random>, Reduce<NcclAllreduce>, Device<Cuda>>(o, optim::adam(1e-2)).fit(m, d);
       CHECK(h.workers == 1);
@@ -305,6 +306,18 @@ TEST_CASE("Reduce<NcclAllreduce> on one GPU trains to the same bits as Device<Cu
                     Catch::Contains("GPUs (workers), this process sees"));
 }
 
+TEST_CASE("Sync<Sharded> on NCCL trains as Sync<EveryStep> does, each GPU keeping its slice of the state",
+          "[nccl][sharded]") {
+  const data::Dataset d = regression_data(1200, 12, 7);
+  const Model init = models::mlp({12, 48, 24, 1}, act::tanh, loss::mse, {.seed = 8});
+  const std::size_t gpus = std::min<std::size_t>(2, std::size_t(detail::cuda_device_count()));
+  const TrainerOptions o{.batch_size = 40, .epochs = 2, .seed = 2, .workers = gpus, .progress = Progress::never};
+  Model every = init, sharded = init;
+  Trainer<DataSplit<Random>, Reduce<NcclAllreduce>, Device<Cuda>>(o, optim::adam(1e-2)).fit(every, d);
+  Trainer<DataSplit<Random>, Reduce<NcclAllreduce>, Sync<Sharded>, Device<Cuda>>(o, optim::adam(1e-2)).fit(sharded, d);
+  CHECK(relative_error(sharded.parameters(), every.parameters()) < 1e-5);
+}
+
 TEST_CASE("Reduce<NcclAllreduce> on two GPUs equals one GPU with the doubled batch", "[nccl][multi]") {
   if (detail::cuda_device_count() < 2) {
     WARN("one GPU: the two-GPU equivalence is not run here");
@@ -316,7 +329,7 @@ TEST_CASE("Reduce<NcclAllreduce> on two GPUs equals one GPU with the doubled bat
   Trainer<Device<Cuda>>({.batch_size = 100, .epochs = 3, .workers = 1, .progress = Progress::never}, optim::sgd(0.05))
       .fit(one, d);
   const History h = Trainer<Reduce<NcclAllreduce>, Device<Cuda>>(
-                        {.batch_size = 50, .epochs = 3, .workers = 2, .progress = Progress::never, .bucket_bytes = 256},
+                        {.batch_size = 50, .epochs = 3, .workers = 2, .progress = Progress::never, .overlap = {true, 256}},
                         optim::sgd(0.05))
                         .fit(two, d);
   CHECK(h.workers == 2);

@@ -90,8 +90,8 @@ TEST_CASE("a pipeline across ranks computes the outputs, loss and gradient of th
           "[mpi][partition][layerwise]") {
   const std::size_t S = ranks();
   if (S > 5) return;  // the model has five layers
-  using Engine = detail::RankPipelineEngine<detail::CpuWorker>;
-  const auto world = mpi::Communicator::world();
+  using Engine = detail::LayerwiseEngine<detail::CpuWorker, comm::MpiGroup>;
+  comm::MpiGroup world;
   for (const Loss loss : {Loss::softmax_cross_entropy, Loss::mean_squared_error}) {
     const data::Dataset d = make_data(29, 10, loss == Loss::softmax_cross_entropy ? 4 : 3, loss, 3);
     Model whole = own_seed(loss, 0.01f);
@@ -105,7 +105,7 @@ TEST_CASE("a pipeline across ranks computes the outputs, loss and gradient of th
       for (const std::size_t M : {1, 4, 7}) {
         CAPTURE(to_string(loss), to_string(sched), M, S);
         const PipelineOptions po{.stages = S, .micro_batches = M, .replicas = 1, .schedule = sched};
-        Engine e(world, whole.architecture(), whole.weight_decay(), p, po, optim::sgd(1.0), d.rows());
+        Engine e(world, whole.architecture(), whole.weight_decay(), optim::sgd(1.0), p, po, 1, d.rows());
         std::vector<float> out(d.rows() * whole.output_dim());
         e.run_once(src, d.rows(), Engine::Mode::forward, out.data());
         CHECK(scaled_difference(out, std::span<const float>(ref_out.data(), out.size())) < tolerance);
@@ -272,8 +272,8 @@ TEST_CASE("a rank count or setup that does not fit the partition is refused on e
 TEST_CASE("a column split across ranks computes the outputs, loss and gradient of the whole model and of threads",
           "[mpi][partition][columnwise]") {
   const std::size_t W = ranks();
-  using Engine = detail::RankColumnEngine<detail::CpuWorker>;
-  const auto world = mpi::Communicator::world();
+  using Engine = detail::ColumnEngine<detail::CpuWorker, comm::MpiGroup>;
+  comm::MpiGroup world;
   const data::Dataset d = make_data(29, 10, 4, Loss::softmax_cross_entropy, 4);
   // five layers (the last one replicated) and four (two split pairs)
   Model four(10, {{16, act::tanh}, {12, act::relu}, {9, act::sigmoid}, {4, act::identity}}, Loss::softmax_cross_entropy,
@@ -287,7 +287,7 @@ TEST_CASE("a column split across ranks computes the outputs, loss and gradient o
     const double ref_loss = whole.loss_and_gradient(d.x(), d.targets, ref_grad);
     for (const std::size_t M : {1, 3}) {
       CAPTURE(whole.architecture().describe(), M, W);
-      Engine e(world, whole.architecture(), whole.weight_decay(), p, optim::sgd(1.0), d.rows(), M);
+      Engine e(world, whole.architecture(), whole.weight_decay(), p, optim::sgd(1.0), d.rows(), M, 1);
       std::vector<float> out(d.rows() * whole.output_dim());
       e.run_once(src, d.rows(), Engine::Mode::forward, out.data());
       CHECK(scaled_difference(out, std::span<const float>(ref_out.data(), out.size())) < tolerance);

@@ -1,14 +1,17 @@
 // Reduce<MpiAllreduce>: training across ranks equals the single-process reference, for ranks that
 // do not divide the data, with local SGD, with several worker threads per rank; a rank whose setup
-// differs is named on every rank before any step; gradient buckets overlapping the backward pass
-// give the same result as one sum after it; deterministic mode is bitwise equal to threads; only
-// rank 0 writes files. Run under mpirun with 1, 2, 3 and 4 ranks.
+// differs, or lacks the memory a fit needs, is named on every rank before any step; gradient
+// buckets overlapping the backward pass give the same result as one sum after it; deterministic
+// mode is bitwise equal to threads; only rank 0 writes files. Run under mpirun with 1, 2, 3 and 4
+// ranks.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include <unistd.h>
@@ -57,7 +60,7 @@ TEST_CASE("R ranks x batch b equal one process with batch R*b", "[mpi][equivalen
     Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
     Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t({.batch_size = 6, .epochs = 3, .seed = 9, .workers = c.workers,
                                                         .micro_batches = c.micro_batches, .progress = Progress::never,
-                                                        .overlap = c.overlap, .bucket_bytes = c.bucket_bytes},
+                                                        .overlap = {c.overlap, c.bucket_bytes}},
                                                        optim::momentum(0.05));
     const History h = t.fit(m, d);
     CHECK(h.workers == ranks * c.workers);
@@ -80,13 +83,13 @@ TEST_CASE("deterministic mode: R ranks x W workers bitwise equal R*W worker thre
       CAPTURE(ranks, workers, shards);
       Model m = fresh(100 + static_cast<std::uint64_t>(world.rank()));
       Trainer<DataSplit<Random>, Reduce<MpiAllreduce>> t({.batch_size = 7, .epochs = 2, .seed = 3, .workers = workers,
-                                                          .deterministic = true, .deterministic_shards = shards,
+                                                          .deterministic = {true, shards},
                                                           .progress = Progress::never},
                                                          optim::adam(0.01));
       const History h = t.fit(m, d);
       Model ref = fresh(100);
       Trainer<DataSplit<Random>> threads({.batch_size = 7, .epochs = 2, .seed = 3, .workers = ranks * workers,
-                                          .deterministic = true, .deterministic_shards = shards,
+                                          .deterministic = {true, shards},
                                           .progress = Progress::never},
                                          optim::adam(0.01));
       const History hr = threads.fit(ref, d);
@@ -94,6 +97,62 @@ TEST_CASE("deterministic mode: R ranks x W workers bitwise equal R*W worker thre
       CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
       CHECK(h.last().loss == hr.last().loss);
     }
+  }
+}
+
+TEST_CASE("Sync<Sharded> across ranks trains like Sync<EveryStep>, bitwise in deterministic mode", "[mpi][sharded]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const auto d = blobs(1003, 6, 3);
+  for (std::size_t workers : {1u, 2u}) {
+    CAPTURE(ranks, workers);
+    const TrainerOptions o{.batch_size = 6, .epochs = 3, .seed = 9, .workers = workers, .progress = Progress::never};
+    Model sharded = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    const History hs = Trainer<DataSplit<Random>, Reduce<MpiAllreduce>, Sync<Sharded>>(o, optim::adam(0.01)).fit(sharded, d);
+    Model every = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    const History he = Trainer<DataSplit<Random>, Reduce<MpiAllreduce>>(o, optim::adam(0.01)).fit(every, d);
+    CHECK(max_relative_difference(sharded.parameters(), every.parameters()) < 1e-5);
+    CHECK(hs.last().loss == Approx(he.last().loss).epsilon(1e-5));
+    // deterministic mode: the same bits as EveryStep on R*W threads
+    TrainerOptions det = o;
+    det.batch_size = 7;
+    det.deterministic = true;
+    Model a = fresh(100 + static_cast<std::uint64_t>(world.rank()));
+    Trainer<DataSplit<Random>, Reduce<MpiAllreduce>, Sync<Sharded>>(det, optim::adam(0.01)).fit(a, d);
+    Model b = fresh(100);
+    TrainerOptions threads = det;
+    threads.workers = ranks * workers;
+    Trainer<DataSplit<Random>>(threads, optim::adam(0.01)).fit(b, d);
+    CHECK(std::memcmp(a.parameters().data(), b.parameters().data(), a.parameter_count() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("Sync<Sharded> across ranks keeps 1/N of the optimizer state per worker; EveryStep keeps it all per rank",
+          "[mpi][sharded][memory]") {
+  const auto world = mpi::Communicator::world();
+  const std::size_t ranks = static_cast<std::size_t>(world.size());
+  const Model m = fresh(1);
+  const std::size_t p = m.parameter_count();
+  detail::EngineConfig cfg;
+  cfg.batch = 8;
+  for (std::size_t workers : {1u, 2u}) {
+    CAPTURE(ranks, workers);
+    const std::size_t N = ranks * workers;
+    comm::MpiThreadsGroup g(workers);
+    detail::ReplicateEngine<detail::CpuWorker, comm::MpiThreadsGroup, Sharded> zero(g, m.architecture(), 0.0f,
+                                                                                     optim::adam(), m.parameters(), cfg);
+    std::size_t state = 0;
+    for (const WorkerMemory& w : zero.memory()) {
+      CHECK(w.optimizer_state <= 2 * (p / N + 16));
+      state += w.optimizer_state;
+    }
+    CHECK(state == 2 * p);
+    comm::MpiThreadsGroup g2(workers);
+    detail::ReplicateEngine<detail::CpuWorker, comm::MpiThreadsGroup, EveryStep> every(g2, m.architecture(), 0.0f,
+                                                                                        optim::adam(), m.parameters(), cfg);
+    state = 0;
+    for (const WorkerMemory& w : every.memory()) state += w.optimizer_state;
+    CHECK(state == 2 * p * ranks);  // the whole state on every rank, sliced among its threads
   }
 }
 
@@ -127,6 +186,29 @@ TEST_CASE("a rank whose setup differs is named on every rank before any step", "
                                      Catch::Contains("batch 4 x 1 workers") &&
                                      Catch::Contains("rank " + std::to_string(odd) + " has") &&
                                      Catch::Contains("batch 5 x 1 workers"));
+  CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
+}
+
+TEST_CASE("a rank without the memory a fit needs is named on every rank, nobody waits", "[mpi][errors][memory]") {
+  const auto world = mpi::Communicator::world();
+  const int odd = world.size() - 1;
+  const auto d = blobs(100, 6, 3);
+  Model m = fresh(1);
+  const std::vector<float> before(m.parameters().begin(), m.parameters().end());
+  if (world.rank() == odd) ::setenv("TESSERA_MEMORY_LIMIT", "1K", 1);  // this rank alone has too little
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = 4, .workers = 1, .progress = Progress::never}, optim::sgd(0.1));
+  try {
+    (void)t.fit(m, d);
+    FAIL("the fit should have been refused");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("the fit needs about") != std::string::npos);
+    CHECK(msg.find("1.0 KiB are available (TESSERA_MEMORY_LIMIT=1K)") != std::string::npos);
+    if (world.size() > 1 && world.rank() != odd)
+      CHECK(msg.find("rank " + std::to_string(odd) + " has \"this rank cannot train") != std::string::npos);
+  }
+  if (world.rank() == odd) ::unsetenv("TESSERA_MEMORY_LIMIT");
   CHECK(std::equal(before.begin(), before.end(), m.parameters().begin()));
 }
 
@@ -164,6 +246,49 @@ TEST_CASE("only rank 0 writes files", "[mpi][io]") {
   }
   world.barrier();
   if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("saving is collective: every rank can load the file as soon as save returns", "[mpi][io]") {
+  const auto world = mpi::Communicator::world();
+  float id = static_cast<float>(::getpid() % 1000000);
+  world.broadcast(&id, 1, 0);
+  const auto dir = std::filesystem::temp_directory_path() / ("tessera-collective-" + std::to_string(static_cast<int>(id)));
+  if (world.rank() == 0) std::filesystem::create_directories(dir);
+  world.barrier();
+  const std::string path = (dir / "m.tsm").string();
+  for (int round = 0; round < 20; ++round) {
+    CAPTURE(round);
+    const Model m = fresh(static_cast<std::uint64_t>(round + 1));
+    save(m, path);  // every rank returns once rank 0's file is complete and renamed
+    const Model back = load_model(path);
+    CHECK(std::equal(back.parameters().begin(), back.parameters().end(), m.parameters().begin()));
+    History h;
+    h.write_csv(path + ".csv");
+    CHECK(std::filesystem::exists(path + ".csv"));
+  }
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a file that cannot be written is an error on every rank", "[mpi][io][errors]") {
+  const std::string nowhere = (std::filesystem::temp_directory_path() / "tessera-no-such-folder/sub/m.tsm").string();
+  CHECK_THROWS_WITH(save(fresh(1), nowhere), Catch::Contains("cannot open " + nowhere + ".tmp for writing") &&
+                                                  Catch::Contains("rank 0 writes the files of an MPI job"));
+  CHECK_THROWS_WITH(History{}.write_json(nowhere), Catch::Contains("cannot open"));
+}
+
+TEST_CASE("a set-up disagreement names the fields that differ, not the whole set-up", "[mpi][errors]") {
+  const auto world = mpi::Communicator::world();
+  if (world.size() == 1) return;
+  const int odd = world.size() - 1;
+  const auto d = blobs(100, 6, 3);
+  Model m = fresh(1);
+  Trainer<Reduce<MpiAllreduce>> t({.batch_size = 4, .epochs = world.rank() == odd ? 3u : 2u, .seed = 7, .workers = 1,
+                                   .progress = Progress::never},
+                                  optim::sgd(0.1));
+  CHECK_THROWS_WITH(t.fit(m, d), Catch::Contains("rank 0 has \"epochs 2\", rank " + std::to_string(odd) +
+                                                 " has \"epochs 3\" (field ") &&
+                                     Catch::Contains("differs; the rest agree)") && !Catch::Contains("seed 7"));
 }
 
 TEST_CASE("each rank trains on its own shard of a binary file", "[mpi][shards]") {

@@ -28,12 +28,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tessera/comm/mpi_job.hpp"
+#include "tessera/core/checked.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/writer.hpp"
 
@@ -75,7 +79,6 @@ bool poll_until(Done&& done, double limit, double& waited) {
   }
 }
 
-constexpr int notice_length = 1024;  ///< bytes of a failure notice, message included
 constexpr int ring_tag = 1;          ///< tags 1 .. 2 * size of the ring's steps
 constexpr int exchange_tag = 1 << 14;
 }  // namespace detail
@@ -93,73 +96,31 @@ inline void set_timeout(double seconds) {
 /// of the group can no longer complete, and Environment ends the job with MPI_Abort.
 [[nodiscard]] inline bool job_failed() noexcept { return detail::job_failed_flag().load(); }
 
+class Communicator;
+
 /// Initialises MPI (threads funnelled through the main thread) unless something else already did,
 /// and at the end of its life finalises it - or, after a failure (job_failed()), aborts the whole
 /// job with exit status 1, since the other ranks are stopped inside operations that cannot finish.
+///
+/// It also opens the job channel (tessera/comm/mpi_job.hpp), through which every wait of the job
+/// hears of failures and of ranks that ended early, and makes writing files collective: save()
+/// and History::write_* are called by every rank, rank 0 writes, and every rank returns once the
+/// file is in place or throws the same Error.
 class Environment {
  public:
-  Environment(int* argc = nullptr, char*** argv = nullptr) {
-    int initialised = 0;
-    MPI_Initialized(&initialised);
-    if (!initialised) {
-      int provided = 0;
-      if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-        throw Error(ErrorKind::runtime, "MPI_Init_thread failed");
-      owner_ = true;
-    }
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    tessera::detail::this_process_writes().store(rank == 0);  // only rank 0 writes files
-  }
-  ~Environment() {
-    int finalised = 0;
-    MPI_Finalized(&finalised);
-    if (!owner_ || finalised) return;
-    // Every rank must reach the end before any finalises: a rank waiting in MPI_Finalize cannot be
-    // told that another failed, and a rank that finalises early leaves the others waiting.
-    if (!job_failed() && !all_ranks_arrive()) detail::job_failed_flag().store(true);
-    if (job_failed()) {
-      std::fflush(stdout);
-      std::fflush(stderr);
-      // the other ranks received the notice too: let them write their own message first
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-    MPI_Finalize();
-  }
+  Environment(int* argc = nullptr, char*** argv = nullptr);
+  ~Environment();
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
 
  private:
-  static bool all_ranks_arrive() {
-    MPI_Request q = MPI_REQUEST_NULL;
-    if (MPI_Ibarrier(MPI_COMM_WORLD, &q) != MPI_SUCCESS) return false;
-    double limit = 300.0;
-    try {
-      limit = timeout();
-    } catch (const Error&) {  // an unreadable TESSERA_MPI_TIMEOUT: keep the default here
-    }
-    bool ok = true;
-    double waited = 0.0;
-    const bool arrived = detail::poll_until(
-        [&] {
-          int done = 0;
-          ok = MPI_Test(&q, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS;
-          return !ok || done != 0;
-        },
-        limit, waited);
-    if (arrived) return ok;
-    int rank = 0, size = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    std::fprintf(stderr,
-                 "tessera: rank %d of %d reached the end of the program and waited %.1f s for the other ranks; "
-                 "ending the job\n",
-                 rank, size, waited);
-    return false;
-  }
+  static bool all_ranks_arrive(detail::JobChannel& job);
+  static void collective_write(const std::function<void()>& write);
+  static Communicator*& job_communicator();
 
   bool owner_ = false;
+  std::unique_ptr<detail::JobChannel> job_;
+  std::unique_ptr<Communicator> job_comm_;
 };
 
 /// One message of an exchange(): `count` floats at `data` to or from rank `peer`, matched by `tag`
@@ -181,7 +142,7 @@ class Communicator {
   Communicator& operator=(const Communicator&) = delete;
   Communicator(Communicator&& o) noexcept
       : comm_(o.comm_), owned_(o.owned_), rank_(o.rank_), size_(o.size_), notices_(std::move(o.notices_)),
-        queue_(std::move(o.queue_)), scratch_(std::move(o.scratch_)) {
+        queue_(std::move(o.queue_)), scratch_(std::move(o.scratch_)), members_(std::move(o.members_)) {
     o.owned_ = false;
   }
   ~Communicator() {
@@ -233,6 +194,11 @@ class Communicator {
     while (!queue_.empty()) {
       if (!advance(queue_.front())) {
         poll_notices("all_reduce", queue_.front().what);
+        if (detail::JobChannel* job = detail::job_channel(); job && (++polls_ & 7) == 0) {
+          const Ring& r = queue_.front();
+          job->poll([&] { return doing("all_reduce", r.what, r.n); });
+          watch_job(job, "all_reduce", r.what, nullptr);
+        }
         return false;
       }
       queue_.pop_front();
@@ -246,6 +212,16 @@ class Communicator {
       while (!advance(r)) wait_all(r.req, 2, "all_reduce", r.what, r.peer, r.n);
       queue_.pop_front();
     }
+  }
+
+  /// In place: rank r's block [bounds[r], bounds[r + 1]) of buf becomes the sum over ranks of that
+  /// block (the rest of buf is left partly summed). bounds has size() + 1 entries, 0 to n.
+  void reduce_scatter(float* buf, std::size_t n, std::span<const std::size_t> bounds, const char* what = "buffer") const {
+    ring_phase(buf, n, bounds, 0, size_ - 1, "reduce_scatter", what);
+  }
+  /// In place: every rank's buf becomes whole, rank r giving its block [bounds[r], bounds[r + 1]).
+  void all_gather(float* buf, std::size_t n, std::span<const std::size_t> bounds, const char* what = "buffer") const {
+    ring_phase(buf, n, bounds, size_ - 1, 2 * (size_ - 1), "all_gather", what);
   }
 
   /// Copies `root`'s buf[0..n) to every rank.
@@ -333,9 +309,10 @@ class Communicator {
 
   /// Checks that every rank passes the same `value` for `what` (a model signature, the data
   /// dimensions...). On a mismatch every rank throws the same Error, naming the first rank that
-  /// differs from rank 0 and both values, so no rank goes on to wait in a collective alone.
+  /// differs from rank 0 and the fields that differ (a value is read as fields separated by
+  /// " | "), so no rank goes on to wait in a collective alone.
   void agree(const std::string& what, const std::string& value) const {
-    const std::uint64_t mine = hash(value);
+    const std::uint64_t mine = tessera::detail::fnv1a(value.data(), value.size());
     std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
     MPI_Request q = MPI_REQUEST_NULL;
     check(MPI_Iallgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_, &q), "MPI_Allgather");
@@ -345,8 +322,7 @@ class Communicator {
       if (all[static_cast<std::size_t>(r)] != all[0]) differs = r;
     if (differs < 0) return;
     const std::string first = broadcast_string(value, 0), other = broadcast_string(value, differs);
-    throw Error(ErrorKind::invalid_argument, "ranks disagree on the " + what + ": rank 0 has \"" + first + "\", rank " +
-                                                 std::to_string(differs) + " has \"" + other + "\"");
+    throw Error(ErrorKind::invalid_argument, "ranks disagree on the " + what + ": " + difference(first, other, differs));
   }
 
   /// Throws, as a wait of this group would, when another rank of the group has sent a failure
@@ -358,21 +334,27 @@ class Communicator {
   /// They throw at their next wait instead of waiting for this rank forever. Marks the job failed.
   void notify_failure(const std::string& message) const noexcept {
     detail::job_failed_flag().store(true);
-    if (!notices_ || size_ == 1) return;
+    // the job channel reaches every rank, whatever it waits in; a rank that only heard of another's
+    // failure need not tell anyone again
+    detail::JobChannel* job = detail::job_channel();
+    if (job && job->failed_from() < 0) job->post_failure(message);
     std::string text = message.substr(0, detail::notice_length - 1);
     std::vector<MPI_Request> q;
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      q.push_back(MPI_REQUEST_NULL);
-      MPI_Isend(text.c_str(), static_cast<int>(text.size() + 1), MPI_CHAR, r, 0, notices_->comm, &q.back());
-    }
-    // short messages leave at once; do not wait long for a rank that may be gone
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    int done = 0;
+    if (notices_ && size_ > 1)
+      for (int r = 0; r < size_; ++r) {
+        if (r == rank_) continue;
+        q.push_back(MPI_REQUEST_NULL);
+        MPI_Isend(text.c_str(), static_cast<int>(text.size() + 1), MPI_CHAR, r, 0, notices_->comm, &q.back());
+      }
+    // short messages leave at once (to live ranks in microseconds); wait a quarter of a second in
+    // all, not more, for a rank that may be stuck or gone
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+    int done = q.empty();
     while (!done && std::chrono::steady_clock::now() < until) {
       MPI_Testall(static_cast<int>(q.size()), q.data(), &done, MPI_STATUSES_IGNORE);
       if (!done) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    if (job) job->drain(until);
   }
 
   /// Floats per reduce-scatter message (256 KiB: what arrives is added from L2).
@@ -416,12 +398,26 @@ class Communicator {
     std::size_t segment = 0;
     int peer = -1;  ///< the rank this step receives from
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    int first = 0, last = -1;        ///< the steps [first, last) to run: all of them, or one phase
+    std::vector<std::size_t> bounds;  ///< size + 1 block boundaries (rank r's block r); empty: even chunks
+    Ring(float* b, std::size_t count, const char* w) : buf(b), n(count), what(w) {}
   };
 
   Communicator(MPI_Comm c, bool owned) : comm_(c), owned_(owned) {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);  // errors come back as codes, then as Error
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    {  // the world ranks of this group, to tell whether a rank that left the program was one of its own
+      MPI_Group group = MPI_GROUP_NULL, world = MPI_GROUP_NULL;
+      MPI_Comm_group(comm_, &group);
+      MPI_Comm_group(MPI_COMM_WORLD, &world);
+      std::vector<int> local(static_cast<std::size_t>(size_));
+      for (int r = 0; r < size_; ++r) local[static_cast<std::size_t>(r)] = r;
+      members_.assign(local.size(), MPI_UNDEFINED);
+      MPI_Group_translate_ranks(group, size_, local.data(), world, members_.data());
+      MPI_Group_free(&group);
+      MPI_Group_free(&world);
+    }
     // a private channel for failure notices, with a receive always posted
     auto n = std::make_unique<Notices>();
     MPI_Request q = MPI_REQUEST_NULL;
@@ -448,36 +444,40 @@ class Communicator {
   /// Completes the ring's current step if its messages are done (adding for the reduce-scatter
   /// steps) and posts the next one. True when the whole sum is complete.
   bool advance(Ring& r) const {
-    const int steps = 2 * (size_ - 1);
+    if (r.last < 0) r.last = 2 * (size_ - 1);
     // reduce-scatter steps go in segments, so that what arrives is added while still in cache;
     // every rank cuts every chunk the same way (segments past a chunk's end are empty messages)
-    const std::size_t segments = (chunk(r.n, 0).second + segment - 1) / segment;
+    const std::size_t segments = (longest_chunk(r) + segment - 1) / segment;
     if (r.step >= 0) {
       int done = 0;
       check(MPI_Testall(2, r.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
       if (!done) return false;
       if (r.step < size_ - 1) {  // reduce-scatter: add the received piece into ours
-        const auto [lo, hi] = piece(r.n, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
+        const auto [lo, hi] = piece(r, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
         add(r.buf + lo, scratch_.data(), hi - lo);
       }
     }
-    if (r.step < 0 || r.step >= size_ - 1 || ++r.segment >= segments) {
+    if (r.step < 0) {
+      r.step = r.first;
       r.segment = 0;
-      if (++r.step >= steps) return true;
+    } else if (r.step >= size_ - 1 || ++r.segment >= segments) {
+      r.segment = 0;
+      ++r.step;
     }
+    if (r.step >= r.last) return true;
     const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
     r.peer = prev;
     std::pair<std::size_t, std::size_t> send, recv;
     float* recv_into = nullptr;
     if (r.step < size_ - 1) {
-      send = piece(r.n, (rank_ - r.step + size_) % size_, r.segment);
-      recv = piece(r.n, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
-      if (scratch_.size() < segment) scratch_.resize(std::min(segment, chunk(r.n, 0).second));
+      send = piece(r, (rank_ - r.step + size_) % size_, r.segment);
+      recv = piece(r, (rank_ - r.step - 1 + 2 * size_) % size_, r.segment);
+      if (scratch_.size() < segment) scratch_.resize(std::min(segment, longest_chunk(r)));
       recv_into = scratch_.data();
     } else {
       const int s = r.step - (size_ - 1);
-      send = chunk(r.n, (rank_ + 1 - s + size_) % size_);
-      recv = chunk(r.n, (rank_ - s + size_) % size_);
+      send = chunk(r, (rank_ + 1 - s + size_) % size_);
+      recv = chunk(r, (rank_ - s + size_) % size_);
       recv_into = r.buf + recv.first;
     }
     const int tag = detail::ring_tag + r.step;
@@ -487,11 +487,45 @@ class Communicator {
     return false;
   }
 
+  /// Chunk c of the ring: an even share, or - with block boundaries - block c - 1, so that the
+  /// reduce-scatter phase leaves rank r with block r (the phase leaves it with chunk r + 1).
+  [[nodiscard]] std::pair<std::size_t, std::size_t> chunk(const Ring& r, int c) const {
+    if (r.bounds.empty()) return chunk(r.n, c);
+    const auto b = static_cast<std::size_t>((c + size_ - 1) % size_);
+    return {r.bounds[b], r.bounds[b + 1]};
+  }
+  [[nodiscard]] std::size_t longest_chunk(const Ring& r) const {
+    if (r.bounds.empty()) return chunk(r.n, 0).second;
+    std::size_t m = 0;
+    for (std::size_t b = 0; b + 1 < r.bounds.size(); ++b) m = std::max(m, r.bounds[b + 1] - r.bounds[b]);
+    return m;
+  }
+
   /// Segment `k` of chunk `c`: empty past the chunk's end.
-  [[nodiscard]] std::pair<std::size_t, std::size_t> piece(std::size_t n, int c, std::size_t k) const {
-    const auto [lo, hi] = chunk(n, c);
+  [[nodiscard]] std::pair<std::size_t, std::size_t> piece(const Ring& r, int c, std::size_t k) const {
+    const auto [lo, hi] = chunk(r, c);
     const std::size_t a = std::min(hi, lo + k * segment);
     return {a, std::min(hi, a + segment)};
+  }
+
+  /// One phase of a ring over blocks: checks the boundaries, runs the steps [first, last).
+  void ring_phase(float* buf, std::size_t n, std::span<const std::size_t> bounds, int first, int last, const char* op,
+                  const char* what) const {
+    if (size_ == 1) return;
+    if (bounds.size() != static_cast<std::size_t>(size_) + 1 || bounds.front() != 0 || bounds.back() != n ||
+        !std::is_sorted(bounds.begin(), bounds.end()))
+      throw Error(ErrorKind::invalid_argument, std::string("mpi: ") + op + " on " + me() + ": " +
+                                                   std::to_string(bounds.size()) + " block boundaries for " +
+                                                   std::to_string(size_) + " ranks and " + std::to_string(n) +
+                                                   " values (need ranks + 1, from 0 to the count, in order)");
+    if (!queue_.empty())
+      throw Error(ErrorKind::invalid_argument, "mpi: " + std::string(op) + " on " + me() +
+                                                   " while started sums are pending; call finish() first");
+    Ring r{buf, n, what};
+    r.first = first;
+    r.last = last;
+    r.bounds.assign(bounds.begin(), bounds.end());
+    while (!advance(r)) wait_all(r.req, 2, op, what, r.peer, n);
   }
 
   static void add(float* __restrict d, const float* __restrict s, std::size_t n) {
@@ -510,21 +544,67 @@ class Communicator {
   template <class Done>
   void waiting(const char* op, const char* what, int peer, std::size_t count, Done&& done) const {
     double waited = 0.0;
+    detail::JobChannel* job = detail::job_channel();
+    std::optional<std::chrono::steady_clock::time_point> member_left;  // when a member's departure was seen
+    unsigned calls = 0;
     const auto done_or_notice = [&] {
       if (done()) return true;
       poll_notices(op, what);  // throws when another rank failed
+      if (job && (++calls & 7) == 0) {
+        job->poll([&] { return doing(op, what, count); });
+        watch_job(job, op, what, &member_left);
+      }
       return false;
     };
     if (!detail::poll_until(done_or_notice, timeout(), waited)) timed_out(op, what, peer, count, waited);
   }
 
   [[nodiscard]] std::string me() const { return "rank " + std::to_string(rank_) + " of " + std::to_string(size_); }
+  /// "rank 2" for a rank of this group; its world rank beside it when the two differ.
+  [[nodiscard]] std::string member(int r) const {
+    const int w = members_[static_cast<std::size_t>(r)];
+    return "rank " + std::to_string(r) + (w != r ? " (world rank " + std::to_string(w) + ")" : std::string());
+  }
 
   static std::string describe(const char* op, const char* what, std::size_t count) {
     std::string s = op;
     if (count) s += " of " + std::to_string(count) + " values";
     if (what && *what) s += std::string(" (") + what + ")";
     return s;
+  }
+  /// What this rank answers a census with while it waits.
+  [[nodiscard]] std::string doing(const char* op, const char* what, std::size_t count) const {
+    return "waits in " + describe(op, what, count);
+  }
+
+  /// Throws when the job channel has a failure notice, or when a rank of this group has left the
+  /// program and this wait has not completed within a short grace since (the operation may
+  /// still complete with what that rank sent before it left; after the grace it cannot).
+  void watch_job(detail::JobChannel* job, const char* op, const char* what,
+                 std::optional<std::chrono::steady_clock::time_point>* member_left) const {
+    const int my_world = members_[static_cast<std::size_t>(rank_)];
+    if (job->failed_from() >= 0 && job->failed_from() != my_world) {
+      detail::job_failed_flag().store(true);
+      const auto it = std::find(members_.begin(), members_.end(), job->failed_from());
+      const std::string who = it != members_.end() ? member(static_cast<int>(it - members_.begin()))
+                                                   : "world rank " + std::to_string(job->failed_from());
+      throw Error(ErrorKind::runtime, me() + " stops: " + who + " failed (" + job->failure() +
+                                          "); this rank was waiting in " + describe(op, what, 0));
+    }
+    if (!member_left || job->departures() == 0) return;
+    int gone = -1;
+    for (int r = 0; r < size_ && gone < 0; ++r)
+      if (r != rank_ && job->departed().count(members_[static_cast<std::size_t>(r)])) gone = r;
+    if (gone < 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!*member_left) *member_left = now;
+    const double grace = std::min(timeout() / 2, 3.0);  // shorter than the departed rank waits at its end
+    if (std::chrono::duration<double>(now - **member_left).count() < grace) return;
+    detail::job_failed_flag().store(true);
+    throw Error(ErrorKind::runtime, me() + " stops: " + member(gone) + " has left the program (" +
+                                        job->departed().at(members_[static_cast<std::size_t>(gone)]) +
+                                        ") and can take part in nothing more; this rank was waiting in " +
+                                        describe(op, what, 0));
   }
 
   void poll_notices(const char* op, const char* what) const {
@@ -542,15 +622,71 @@ class Communicator {
                                         notices_->text + "); this rank was waiting in " + describe(op, what, 0));
   }
 
+  /// Which ranks of this group did not arrive: asked over the job channel, the ranks inside a
+  /// tessera wait answer what they wait in; the others are stuck in their own work, or gone.
+  [[nodiscard]] std::string missing_ranks(const char* op, const char* what, std::size_t count) const {
+    detail::JobChannel* job = detail::job_channel();
+    if (!job) return "";
+    const double limit = std::min(2.0, std::max(0.25, timeout() / 4));
+    const auto answers = job->census(members_, limit, [&] { return doing(op, what, count); });
+    std::string absent, present;
+    int missing = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      const int w = members_[static_cast<std::size_t>(r)];
+      if (job->departed().count(w)) {
+        absent += (absent.empty() ? "" : ", ") + member(r) + " (it has left the program: " + job->departed().at(w) + ")";
+        ++missing;
+      } else if (const auto a = answers.find(w); a != answers.end()) {
+        present += (present.empty() ? "" : "; ") + member(r) + " " + a->second;
+      } else {
+        absent += (absent.empty() ? "" : ", ") + member(r);
+        ++missing;
+      }
+    }
+    if (missing == 0) return ": every other rank is waiting too (" + present + ")";
+    return std::string(": ") + (missing == 1 ? "" : "ranks ") + absent + (missing == 1 ? " did" : " did") +
+           " not arrive" + (present.empty() ? "" : " (" + present + ")");
+  }
+
   [[noreturn]] void timed_out(const char* op, const char* what, int peer, std::size_t count, double waited) const {
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.1f", waited);
+    std::string who = missing_ranks(op, what, count);
+    if (who.empty() && peer >= 0) who = " (it waited for rank " + std::to_string(peer) + ", its neighbour in the operation)";
     const std::string msg = me() + " waited " + secs + " s in " + describe(op, what, count) +
-                            (peer >= 0 ? " for rank " + std::to_string(peer) : std::string()) +
-                            " without every rank arriving: a rank has stopped or is stuck (the limit is "
-                            "mpi::set_timeout() or TESSERA_MPI_TIMEOUT)";
+                            " without every rank arriving" + who +
+                            "; a rank has stopped or is stuck (the limit is mpi::set_timeout() or TESSERA_MPI_TIMEOUT)";
     notify_failure("timed out: " + msg);
     throw Error(ErrorKind::runtime, msg);
+  }
+
+  /// The fields of two set-up descriptions that differ (fields separated by " | ").
+  static std::string difference(const std::string& first, const std::string& other, int rank) {
+    const auto fields = [](const std::string& s) {
+      std::vector<std::string> f;
+      for (std::size_t at = 0;;) {
+        const std::size_t bar = s.find(" | ", at);
+        f.push_back(s.substr(at, bar == std::string::npos ? std::string::npos : bar - at));
+        if (bar == std::string::npos) return f;
+        at = bar + 3;
+      }
+    };
+    const auto a = fields(first), b = fields(other);
+    const std::string r = std::to_string(rank);
+    if (a.size() != b.size())
+      return "rank 0 has \"" + first + "\", rank " + r + " has \"" + other + "\"";
+    std::string da, db, which;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (a[i] == b[i]) continue;
+      da += (n ? " | " : "") + a[i];
+      db += (n ? " | " : "") + b[i];
+      which += (n ? ", " : "") + std::to_string(i + 1);
+      ++n;
+    }
+    return "rank 0 has \"" + da + "\", rank " + r + " has \"" + db + "\" (field" + (n > 1 ? "s " : " ") + which +
+           " of " + std::to_string(a.size()) + " differ" + (n > 1 ? "" : "s") + "; the rest agree)";
   }
 
   void check(int code, const char* call) const {
@@ -573,18 +709,139 @@ class Communicator {
     return s;
   }
 
-  static std::uint64_t hash(const std::string& s) {
-    std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-  }
-
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;
   std::unique_ptr<Notices> notices_;
   std::deque<Ring> queue_;
   mutable std::vector<float> scratch_;
+  std::vector<int> members_;  ///< the world rank of each rank of this group
+  unsigned polls_ = 0;
+
+  friend class Environment;
 };
+
+// ---- Environment --------------------------------------------------------------------------------
+
+inline Communicator*& Environment::job_communicator() {
+  static Communicator* c = nullptr;
+  return c;
+}
+
+inline Environment::Environment(int* argc, char*** argv) {
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  if (!initialised) {
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+      throw Error(ErrorKind::runtime, "MPI_Init_thread failed");
+    owner_ = true;
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  tessera::detail::this_process_writes().store(rank == 0);  // only rank 0 writes files
+  if (!detail::job_channel()) {
+    job_ = std::make_unique<detail::JobChannel>(MPI_COMM_WORLD);
+    detail::job_channel() = job_.get();
+    job_comm_.reset(new Communicator(job_->comm(), false));  // the job's own collectives: file writes
+    job_communicator() = job_comm_.get();
+    tessera::detail::file_write_runner().store(&Environment::collective_write);
+  }
+}
+
+inline Environment::~Environment() {
+  int finalised = 0;
+  MPI_Finalized(&finalised);
+  if (job_) {
+    tessera::detail::file_write_runner().store(nullptr);
+    job_communicator() = nullptr;
+  }
+  if (finalised || (!owner_ && !job_)) return;
+  if (!owner_) {  // MPI belongs to someone else: only close the channel
+    job_comm_.reset();
+    detail::job_channel() = nullptr;
+    job_.reset();
+    return;
+  }
+  if (job_) {
+    // The ranks still waiting in an operation this rank will never join stop at once (after a
+    // short grace), naming it and the error its program may have caught.
+    std::string text = "rank " + std::to_string(job_->rank()) + " reached the end of its program";
+    if (const std::string e = tessera::last_error(); !e.empty()) text += "; its last tessera error: " + e;
+    if (!job_failed()) job_->announce_departure(text);
+  }
+  // Every rank must reach the end before any finalises: a rank waiting in MPI_Finalize cannot be
+  // told that another failed, and a rank that finalises early leaves the others waiting.
+  if (!job_failed() && !(job_ && all_ranks_arrive(*job_))) detail::job_failed_flag().store(true);
+  if (job_failed()) {
+    if (job_) job_->abandon();
+    (void)job_comm_.release();  // nothing can be freed safely now: the job aborts
+    std::fflush(stdout);
+    std::fflush(stderr);
+    // the other ranks received the notice too: let them write their own message first
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  job_comm_.reset();
+  detail::job_channel() = nullptr;
+  job_.reset();
+  MPI_Finalize();
+}
+
+inline bool Environment::all_ranks_arrive(detail::JobChannel& job) {
+  MPI_Request q = MPI_REQUEST_NULL;
+  if (MPI_Ibarrier(job.comm(), &q) != MPI_SUCCESS) return false;
+  double limit = 300.0;
+  try {
+    limit = timeout();
+  } catch (const Error&) {  // an unreadable TESSERA_MPI_TIMEOUT: keep the default here
+  }
+  bool ok = true;
+  double waited = 0.0;
+  const bool arrived = detail::poll_until(
+      [&] {
+        int done = 0;
+        ok = MPI_Test(&q, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS;
+        job.poll([] { return std::string("reached the end of its program"); });
+        if (job.failed_from() >= 0) ok = false;  // another rank failed: the job ends with an abort
+        return !ok || done != 0;
+      },
+      limit, waited);
+  if (arrived) return ok;
+  std::fprintf(stderr,
+               "tessera: rank %d of %d reached the end of the program and waited %.1f s for the other ranks; "
+               "ending the job\n",
+               job.rank(), job.size(), waited);
+  return false;
+}
+
+inline void Environment::collective_write(const std::function<void()>& write) {
+  Communicator* c = job_communicator();
+  if (!c) {
+    write();
+    return;
+  }
+  // rank 0 writes; every rank learns whether the file is complete, or why not
+  char status[detail::notice_length] = {};
+  if (c->rank() == 0) {
+    status[0] = 1;
+    try {
+      write();
+    } catch (const Error& e) {
+      status[0] = 2;
+      status[1] = static_cast<char>(e.kind());
+      std::snprintf(status + 2, sizeof status - 2, "%s", e.what() + 9);
+    } catch (const std::exception& e) {
+      status[0] = 2;
+      status[1] = static_cast<char>(ErrorKind::io);
+      std::snprintf(status + 2, sizeof status - 2, "%s", e.what());
+    }
+  }
+  c->broadcast_bytes(status, sizeof status, 0, "completion of a file write");
+  status[sizeof status - 1] = '\0';
+  if (status[0] != 1)
+    throw Error(static_cast<ErrorKind>(status[1]),
+                std::string(status + 2) + " (rank 0 writes the files of an MPI job; every rank reports its failure)");
+}
 
 }  // namespace tessera::mpi

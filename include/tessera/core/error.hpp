@@ -1,6 +1,7 @@
 // tessera/core/error.hpp - the exception kinds every user error is reported with.
 #pragma once
 
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +15,7 @@ enum class ErrorKind {
   io,                ///< a file that cannot be opened, read or written
   format,            ///< a binary file that is truncated, foreign or corrupted
   runtime,           ///< a failure while running (numerical breakdown, worker failure)
+  resource,          ///< more memory than this process has (checked before a fit's first step)
 };
 
 inline const char* to_string(ErrorKind k) noexcept {
@@ -24,23 +26,56 @@ inline const char* to_string(ErrorKind k) noexcept {
     case ErrorKind::io: return "I/O error";
     case ErrorKind::format: return "format error";
     case ErrorKind::runtime: return "runtime error";
+    case ErrorKind::resource: return "not enough resources";
   }
   return "error";
 }
+
+namespace detail {
+/// The message of the last Error this process raised: a rank of an MPI job that ends early (its
+/// program caught the error and returned) passes it on to the ranks still waiting for it.
+struct LastError {
+  std::mutex mutex;
+  std::string text;
+};
+inline LastError& last_error_record() {
+  static LastError e;
+  return e;
+}
+}  // namespace detail
 
 /// The one exception type tessera throws for user errors. `what()` is a complete sentence that
 /// names what and where; `kind()` allows programmatic handling.
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& message)
-      : std::runtime_error("tessera: " + message), kind_(kind) {}
+      : std::runtime_error("tessera: " + message), kind_(kind) {
+    detail::LastError& last = detail::last_error_record();
+    const std::lock_guard<std::mutex> lock(last.mutex);
+    last.text = message.substr(0, 900);
+  }
   [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
 
  private:
   ErrorKind kind_;
 };
 
+/// The message of the last tessera::Error raised in this process (empty if none), without the
+/// "tessera: " prefix.
+inline std::string last_error() {
+  detail::LastError& last = detail::last_error_record();
+  const std::lock_guard<std::mutex> lock(last.mutex);
+  return last.text;
+}
+
 namespace detail {
+/// An error every rank (or GPU) of a job raises at the same step with the same message (the global
+/// loss became NaN, say): no rank waits for another, so the ranks need not be told.
+class CollectiveError : public Error {
+ public:
+  using Error::Error;
+};
+
 [[noreturn]] inline void fail(ErrorKind kind, const std::string& message) {
   throw Error(kind, message);
 }

@@ -9,12 +9,12 @@
 #include <cstdint>
 #include <concepts>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tessera/core/checked.hpp"
+#include "tessera/core/file.hpp"
 #include "tessera/data/dataset.hpp"
 
 namespace tessera::data {
@@ -63,17 +63,6 @@ inline std::string csv_quoted(std::string_view s) {
   return "\"" + std::string(s.substr(0, 40)) + (s.size() > 40 ? "...\"" : "\"");
 }
 
-/// Opens `path` for binary reading and returns its size; ErrorKind::io if it cannot.
-inline std::uint64_t open_data_file(std::ifstream& f, const std::string& path) {
-  std::error_code ec;
-  f.open(path, std::ios::binary);
-  if (!f || std::filesystem::is_directory(path, ec))
-    fail(ErrorKind::io, path + ": cannot open for reading" + (std::filesystem::exists(path, ec) ? "" : " (no such file)"));
-  const std::uint64_t size = std::filesystem::file_size(path, ec);
-  require(!ec, ErrorKind::io, path + ": cannot get the file size: " + ec.message());
-  return size;
-}
-
 /// Position tracking and messages for parse_csv.
 struct CsvParser {
   std::string_view text;
@@ -84,13 +73,16 @@ struct CsvParser {
   std::string_view line;
 
   CsvParser(std::string_view t, const std::string& f, char d, bool h) : text(t), file(f), delim(d), header(h) {}
+  /// The next line into `line`; lines end with LF, CRLF or a lone CR (old Mac files), or at the
+  /// end of the text. `pos` never passes the end of the text.
   bool next_line() {
     if (pos >= text.size()) return false;
-    std::size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) nl = text.size();
-    line = text.substr(pos, nl - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    pos = nl + 1;
+    std::size_t end = text.find_first_of("\r\n", pos);
+    if (end == std::string_view::npos) end = text.size();
+    line = text.substr(pos, end - pos);
+    pos = end;
+    if (pos < text.size() && text[pos] == '\r') ++pos;
+    if (pos < text.size() && text[pos] == '\n' && (pos == end || text[pos - 1] == '\r')) ++pos;
     ++line_no;
     return true;
   }
@@ -175,7 +167,8 @@ struct CsvParser {
 namespace tessera::data {
 
 /// Parses CSV `text`; `name_for_messages` is the file name errors start with. Blank lines are
-/// ignored; CRLF or LF, a UTF-8 byte-order mark, spaces around fields and a leading '+' are accepted.
+/// ignored; LF, CRLF or CR line ends, a UTF-8 byte-order mark, spaces around fields and a leading
+/// '+' are accepted.
 inline Dataset parse_csv(std::string_view text, const std::string& name_for_messages, CsvOptions options = {}) {
   const std::string& file = name_for_messages;
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
@@ -213,10 +206,15 @@ inline Dataset parse_csv(std::string_view text, const std::string& name_for_mess
       P.fail_line("column name \"" + L.name + "\" appears more than once in the header");
   }
 
-  const std::size_t estimate = static_cast<std::size_t>(std::count(text.begin() + std::ptrdiff_t(P.pos), text.end(), '\n')) + 2;
+  // Room for the values the remaining text can hold, never more: each needs a character and a
+  // delimiter or line end, so a header naming a million columns cannot size the buffers.
+  const std::size_t rest = text.size() - P.pos, lines = static_cast<std::size_t>(
+      std::count_if(text.begin() + std::ptrdiff_t(P.pos), text.end(), [](char c) { return c == '\n' || c == '\r'; })) + 1;
+  std::size_t wanted = 0;
+  if (detail::mul_overflows(lines, P.ncols - 1, wanted)) wanted = SIZE_MAX;
   std::vector<float> X, Y;
-  X.reserve(estimate * (P.ncols - 1));
-  Y.reserve(estimate);
+  X.reserve(std::min(wanted, rest / 2 + 1));
+  Y.reserve(std::min(lines, rest / 2 + 1));
   const float classes = static_cast<float>(options.num_classes);
   bool pending = !options.header;  // without a header the first line is data
   while (pending || P.next_line()) {
@@ -260,12 +258,13 @@ inline Dataset parse_csv(std::string_view text, const std::string& name_for_mess
   return d;
 }
 
-/// Reads the file at `path` (ErrorKind::io when it cannot be opened) and parses it as parse_csv does.
+/// Reads the file at `path` (ErrorKind::io when it cannot be opened or is not a regular file) and
+/// parses it as parse_csv does.
 inline Dataset read_csv(const std::string& path, CsvOptions options = {}) {
-  std::ifstream f;
-  std::string text(static_cast<std::size_t>(detail::open_data_file(f, path)), '\0');
-  f.read(text.data(), static_cast<std::streamsize>(text.size()));
-  detail::require(static_cast<bool>(f), ErrorKind::io, path + ": read failed");
+  const detail::FileSource f(path);
+  detail::require(f.size() <= SIZE_MAX / 2, ErrorKind::io, path + ": too large to read into memory");
+  std::string text(static_cast<std::size_t>(f.size()), '\0');
+  f.read(0, text.data(), text.size());
   return parse_csv(text, path, std::move(options));
 }
 

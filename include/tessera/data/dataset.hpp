@@ -52,10 +52,19 @@ struct Dataset {
   [[nodiscard]] MatrixView x() const noexcept { return features.view(); }
   [[nodiscard]] std::span<const float> y() const noexcept { return targets; }
 
-  /// Number of classes when the targets are class indices: 1 + the largest label.
+  /// Number of classes when the targets are class indices: 1 + the largest label. Every label
+  /// must be an integer in [0, 2^24) (float32 holds every integer up to there exactly); any other
+  /// value (negative, fractional, NaN, infinite, huge) is an Error naming its row.
   [[nodiscard]] std::size_t num_classes() const {
     float m = -1.0f;
-    for (float v : targets) m = v > m ? v : m;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      const float v = targets[i];
+      if (!(v >= 0.0f && v < 16777216.0f) || v != std::floor(v))
+        detail::fail(ErrorKind::invalid_argument,
+                     "Dataset::num_classes: row " + std::to_string(i / target_dim) + " has label " + std::to_string(v) +
+                         ", expected an integer class index in [0, 2^24)");
+      m = v > m ? v : m;
+    }
     return static_cast<std::size_t>(m + 1.0f);
   }
 

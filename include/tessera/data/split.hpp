@@ -56,6 +56,11 @@ inline std::pair<Dataset, Dataset> train_test_split(const Dataset& d, SplitOptio
       const auto want = static_cast<std::size_t>(std::llround(o.test_fraction * static_cast<double>(count[c])));
       (taken[c]++ < want ? test : train).push_back(i);
     }
+    detail::require(!train.empty() && !test.empty(), ErrorKind::invalid_argument,
+                    "train_test_split: a stratified split with test_fraction " + std::to_string(o.test_fraction) +
+                        " over " + std::to_string(d.rows()) + " rows in " + std::to_string(k) + " classes leaves the " +
+                        (train.empty() ? "training" : "test") + " set empty (each class gives round(test_fraction x "
+                        "its count) rows to the test set); use more rows per class or another test_fraction");
   }
   return {d.subset(train), d.subset(test)};
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/detail/blas.hpp"
+#include "tessera/device/concepts.hpp"
 
 namespace tessera {
 
@@ -20,6 +21,8 @@ struct Cpu {
   using vector = std::vector<T>;
 
   static constexpr const char* name = "Cpu";
+  /// The host reads this device's memory: host communicators serve it.
+  static constexpr bool host_memory = true;
 
   /// The Thrust execution policy every elementwise kernel of this device is launched with.
   static auto exec() noexcept { return thrust::omp::par; }
@@ -31,6 +34,18 @@ struct Cpu {
   static void upload(const float* host_src, float* device_dst, std::size_t n) {
     std::copy(host_src, host_src + n, device_dst);
   }
+
+  /// Nothing to wait for: work on the CPU is done when its call returns.
+  static void synchronize() noexcept {}
+  template <class Check>
+  static void wait(Check&&) noexcept {}
+
+  /// What a lane binds on its thread: nothing on the CPU.
+  struct Lane {
+    explicit Lane(int = 0) noexcept {}
+    struct Bound {};
+    [[nodiscard]] Bound bind() noexcept { return {}; }
+  };
 
   static void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                    const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
@@ -51,6 +66,12 @@ namespace detail {
 struct CpuWorker : Cpu {
   static auto exec() noexcept { return thrust::cpp::par; }
 };
+
+}  // namespace detail
+
+static_assert(DeviceType<Cpu> && DeviceType<detail::CpuWorker>);
+
+namespace detail {
 
 /// Holds the CBLAS library to one thread while alive (OpenBLAS only; other CBLAS libraries are
 /// left as configured), restoring the previous count after.

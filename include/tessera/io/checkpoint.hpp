@@ -1,19 +1,30 @@
-// tessera/io/checkpoint.hpp - save and load a model: architecture and flat parameters in a
-// versioned little-endian binary file closed by an FNV-1a checksum.
+// tessera/io/checkpoint.hpp - save and load a model: architecture, flat parameters and input
+// transform in a versioned binary file closed by an FNV-1a checksum.
 //
-// Layout (version 1): "TSRMODL1" | u32 version | u64 input_dim | u64 layer count |
+// Layout (version 3; little-endian, no padding; docs/usage.md has the table):
+// "TSRMODL1" | u32 version | u64 input_dim | u64 layer count |
 // per layer: u64 out, u32 activation | u32 loss | f32 weight_decay | u64 parameter count |
-// parameters (f32) | u64 checksum of every byte before it.
+// parameters (f32) | u32 input transform kind (0 none, 1 standardizer) |
+// kind 1: u64 columns (= input_dim), f32 mean per column, f32 inverse scale per column |
+// u64 FNV-1a of every byte before it.
+// Version 2 is version 3 without the transform section (the checksum follows the parameters);
+// version 1 is version 2 with another offset basis for the checksum. All three load.
+//
+// Loading is bounded: the layer table, the parameter count the layers imply (overflow-checked),
+// the stored count and the transform section are all checked against the bytes the file holds
+// before anything is allocated, and the parameters are read straight into the model, never drawn
+// first. A checksum guards against damage, not against a crafted file: the bounds do that.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "tessera/core/checked.hpp"
+#include "tessera/core/file.hpp"
 #include "tessera/core/writer.hpp"
 #include "tessera/model/model.hpp"
 
@@ -22,135 +33,244 @@ namespace tessera {
 namespace detail {
 
 inline constexpr char model_magic[8] = {'T', 'S', 'R', 'M', 'O', 'D', 'L', '1'};
-inline constexpr std::uint32_t model_format_version = 1;
+inline constexpr std::uint32_t model_format_version = 3;
+/// What follows the parameters in a version-3 file.
+enum class InputTransformKind : std::uint32_t { none = 0, standardizer = 1 };
+inline constexpr std::uint64_t model_max_layers = std::uint64_t{1} << 20;
 
-inline std::uint64_t fnv1a(const unsigned char* p, std::size_t n, std::uint64_t h = 1469598103934665603ull) {
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-class ByteWriter {
+/// Reads a source front to back, hashing what it reads; `kind` ("model file", "checkpoint")
+/// names the file in messages.
+template <class Source>
+class ModelReader {
  public:
-  template <class T>
-  void put(const T& v) {
-    const auto* p = reinterpret_cast<const unsigned char*>(&v);
-    bytes.insert(bytes.end(), p, p + sizeof(T));
-  }
-  std::vector<unsigned char> bytes;
-};
-
-class ByteReader {
- public:
-  ByteReader(const std::vector<unsigned char>& b, std::size_t end, const std::string& path) : b_(b), end_(end), path_(path) {}
+  ModelReader(const Source& src, std::uint64_t basis, const char* kind = "model file")
+      : src_(src), kind_(kind), hash_(basis) {}
   template <class T>
   T get(const char* what) {
-    if (pos_ + sizeof(T) > end_)
-      fail(ErrorKind::format, path_ + ": truncated model file: ends at byte " + std::to_string(end_) +
-                                  " while reading the " + what + " at byte " + std::to_string(pos_));
     T v;
-    std::memcpy(&v, b_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
+    bytes(&v, sizeof(T), what);
     return v;
   }
-  [[nodiscard]] std::size_t position() const noexcept { return pos_; }
+  void bytes(void* to, std::size_t n, const char* what) {
+    if (n > src_.size() - pos_)
+      fail(ErrorKind::format, src_.name() + ": truncated " + kind_ + ": ends at byte " + std::to_string(src_.size()) +
+                                  " while reading the " + what + " at byte " + std::to_string(pos_));
+    src_.read(pos_, to, n);
+    hash_ = fnv1a(to, n, hash_);
+    pos_ += n;
+  }
+  [[nodiscard]] std::uint64_t position() const noexcept { return pos_; }
+  [[nodiscard]] std::uint64_t remaining() const noexcept { return src_.size() - pos_; }
+  [[nodiscard]] std::uint64_t hash() const noexcept { return hash_; }
 
  private:
-  const std::vector<unsigned char>& b_;
-  std::size_t end_, pos_ = 0;
-  const std::string& path_;
+  const Source& src_;
+  std::string kind_;
+  std::uint64_t pos_ = 0, hash_;
 };
 
-inline std::vector<unsigned char> read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  require(static_cast<bool>(f), ErrorKind::io, path + ": cannot open model file for reading");
-  return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), {});
+/// Bytes [at, at + n) of another source, as a source of their own (a model file inside a
+/// checkpoint); the range was checked against the outer source's size.
+template <class Source>
+class SliceSource {
+ public:
+  SliceSource(const Source& src, std::uint64_t at, std::uint64_t n, std::string name)
+      : src_(src), at_(at), n_(n), name_(std::move(name)) {}
+  [[nodiscard]] std::uint64_t size() const noexcept { return n_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  void read(std::uint64_t at, void* to, std::size_t n) const {
+    require(at <= n_ && n <= n_ - at, ErrorKind::format,
+            name_ + ": truncated: needs bytes up to " + std::to_string(at + n) + ", has " + std::to_string(n_));
+    src_.read(at_ + at, to, n);
+  }
+
+ private:
+  const Source& src_;
+  std::uint64_t at_, n_;
+  std::string name_;
+};
+
+template <class Source>
+Model read_model(const Source& src) {
+  const std::string& path = src.name();
+  {
+    char head[8] = {};
+    const auto got = static_cast<std::size_t>(std::min<std::uint64_t>(src.size(), 8));
+    src.read(0, head, got);
+    require(got == 8 && std::memcmp(head, model_magic, 8) == 0, ErrorKind::format,
+            path + ": not a tessera model file (it does not start with \"TSRMODL1\")");
+  }
+  std::uint32_t version = 0;
+  if (src.size() >= 12) src.read(8, &version, 4);
+  require(version >= 1 && version <= model_format_version, ErrorKind::format,
+          path + ": model format version " + std::to_string(version) + ", this tessera reads versions 1 to " +
+              std::to_string(model_format_version));
+  ModelReader<Source> r(src, version == 1 ? fnv1a_basis_model_v1 : fnv1a_basis);
+  char magic[8];
+  r.bytes(magic, 8, "magic");
+  r.template get<std::uint32_t>("format version");
+  const auto input = r.template get<std::uint64_t>("input dimension");
+  const auto count = r.template get<std::uint64_t>("layer count");
+  require(count > 0 && count < model_max_layers, ErrorKind::format,
+          path + ": implausible layer count " + std::to_string(count) + " (corrupted file?)");
+  // the layer table, loss, weight decay, parameter count and checksum must all be in the file
+  const std::uint64_t table = saturating_mul(count, 12);
+  require(saturating_add(table, 4 + 4 + 8 + 8) <= r.remaining(), ErrorKind::format,
+          path + ": truncated model file: " + std::to_string(count) + " layers need at least " +
+              std::to_string(r.position() + table + 24) + " bytes, the file has " + std::to_string(src.size()));
+  std::vector<DenseSpec> specs(static_cast<std::size_t>(count));
+  std::uint64_t in = input, expected = 0;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const auto out = r.template get<std::uint64_t>("layer width");
+    const auto act = r.template get<std::uint32_t>("activation");
+    require(act <= static_cast<std::uint32_t>(Activation::sigmoid), ErrorKind::format,
+            path + ": layer " + std::to_string(i) + " has unknown activation code " + std::to_string(act));
+    expected = saturating_add(expected, saturating_add(saturating_mul(in, out), out));
+    specs[static_cast<std::size_t>(i)] = {static_cast<std::size_t>(out), static_cast<Activation>(act)};
+    in = out;
+  }
+  const auto loss = r.template get<std::uint32_t>("loss");
+  require(loss <= static_cast<std::uint32_t>(Loss::softmax_cross_entropy), ErrorKind::format,
+          path + ": unknown loss code " + std::to_string(loss));
+  const auto wd = r.template get<float>("weight decay");
+  const auto n = r.template get<std::uint64_t>("parameter count");
+  require(n == expected, ErrorKind::format,
+          path + ": the layers of the file imply " +
+              (expected == UINT64_MAX ? std::string("more than 2^64") : std::to_string(expected)) +
+              " parameters, the file says " + std::to_string(n) + " (corrupted file?)");
+  // the parameters, the transform kind (version 3) and the checksum; a version-3 file may hold
+  // more (its transform section), checked once the kind is read
+  const std::uint64_t after_params = saturating_add(r.position(), saturating_mul(n, 4));
+  const std::uint64_t needed = saturating_add(after_params, version >= 3 ? 4 + 8 : 8);
+  const auto byte_count = [](std::uint64_t v) {
+    return v == UINT64_MAX ? std::string("more than 2^64") : std::to_string(v);
+  };
+  require(version >= 3 ? src.size() >= needed : src.size() == needed, ErrorKind::format,
+          path + ": " + (src.size() < needed ? "truncated" : "oversized") + " model file: " + std::to_string(n) +
+              " parameters need " + (version >= 3 ? "at least " : "") + byte_count(needed) + " bytes, the file has " +
+              std::to_string(src.size()));
+  // n * 4 bytes are in the file: the allocation below is bounded by its size
+  std::vector<float> params(static_cast<std::size_t>(n));
+  r.bytes(params.data(), params.size() * 4, "parameters");
+  std::vector<float> mean, scale;
+  std::uint64_t stats_at = 0;
+  if (version >= 3) {
+    const std::uint64_t kind_at = r.position();
+    const auto kind = r.template get<std::uint32_t>("input transform kind");
+    require(kind <= static_cast<std::uint32_t>(InputTransformKind::standardizer), ErrorKind::format,
+            path + ": unknown input transform kind " + std::to_string(kind) + " at byte " + std::to_string(kind_at) +
+                " (this tessera knows 0, none, and 1, standardizer)");
+    if (kind == static_cast<std::uint32_t>(InputTransformKind::standardizer)) {
+      const std::uint64_t columns_at = r.position();
+      const auto columns = r.template get<std::uint64_t>("input transform column count");
+      require(columns == input, ErrorKind::format,
+              path + ": the input transform at byte " + std::to_string(kind_at) + " has " + std::to_string(columns) +
+                  " columns, the model takes " + std::to_string(input) + " inputs (column count at byte " +
+                  std::to_string(columns_at) + ")");
+      const std::uint64_t end = saturating_add(saturating_add(r.position(), saturating_mul(columns, 8)), 8);
+      require(src.size() == end, ErrorKind::format,
+              path + ": " + (src.size() < end ? "truncated" : "oversized") + " model file: the input transform of " +
+                  std::to_string(columns) + " columns at byte " + std::to_string(kind_at) + " needs the file to have " +
+                  byte_count(end) + " bytes, it has " + std::to_string(src.size()));
+      // 8 * columns bytes are in the file: bounded as the parameters are
+      stats_at = r.position();
+      mean.resize(static_cast<std::size_t>(columns));
+      scale.resize(static_cast<std::size_t>(columns));
+      r.bytes(mean.data(), mean.size() * 4, "input transform means");
+      r.bytes(scale.data(), scale.size() * 4, "input transform inverse scales");
+    } else {
+      require(src.size() == r.position() + 8, ErrorKind::format,
+              path + ": oversized model file: it has no input transform, so it ends at byte " +
+                  std::to_string(r.position() + 8) + ", the file has " + std::to_string(src.size()) + " bytes");
+    }
+  }
+  const std::uint64_t computed = r.hash();
+  std::uint64_t stored = 0;
+  src.read(r.position(), &stored, 8);
+  require(stored == computed, ErrorKind::format, path + ": checksum mismatch: the model file is corrupted");
+  // a crafted file with a valid checksum: the values themselves must make a model
+  for (std::size_t c = 0; c < mean.size(); ++c) {
+    require(std::isfinite(mean[c]), ErrorKind::format,
+            path + ": the input transform's mean of column " + std::to_string(c) + " (byte " +
+                std::to_string(stats_at + 4 * c) + ") is " + std::to_string(mean[c]) + ", expected a finite value");
+    require(std::isfinite(scale[c]) && scale[c] > 0.0f, ErrorKind::format,
+            path + ": the input transform's inverse scale of column " + std::to_string(c) + " (byte " +
+                std::to_string(stats_at + 4 * (mean.size() + c)) + ") is " + std::to_string(scale[c]) +
+                ", expected a finite value > 0");
+  }
+  try {
+    Architecture arch(static_cast<std::size_t>(input), specs, static_cast<Loss>(loss));
+    Model m(std::move(arch), std::move(params), wd);
+    if (!mean.empty()) m.set_input_transform(data::Standardizer(std::move(mean), std::move(scale)));
+    return m;
+  } catch (const Error& e) {
+    fail(ErrorKind::format, path + ": the file describes an impossible model: " + std::string(e.what()).substr(9));
+  }
+}
+
+/// The bytes of a model file, through put(data, n): the one writer of save() and of checkpoints.
+template <class Put>
+void write_model(const Model& model, Put&& put_raw) {
+  static_assert(sizeof(float) == 4, "tessera model files store IEEE float32");
+  std::uint64_t h = fnv1a_basis;
+  const auto put = [&](const void* p, std::size_t n) {
+    h = fnv1a(p, n, h);
+    put_raw(p, n);
+  };
+  const auto put_value = [&](const auto& v) { put(&v, sizeof v); };
+  const Architecture& a = model.architecture();
+  put(model_magic, 8);
+  put_value(model_format_version);
+  put_value(std::uint64_t{a.input_dim});
+  put_value(std::uint64_t{a.layers.size()});
+  for (const DenseLayer& L : a.layers) {
+    put_value(std::uint64_t{L.out});
+    put_value(static_cast<std::uint32_t>(L.activation));
+  }
+  put_value(static_cast<std::uint32_t>(a.loss));
+  put_value(model.weight_decay());
+  put_value(std::uint64_t{model.parameter_count()});
+  const std::span<const float> p = model.parameters();
+  for (std::size_t i = 0; i < p.size(); i += 1 << 16) put(p.data() + i, std::min<std::size_t>(1 << 16, p.size() - i) * 4);
+  if (const data::Standardizer* t = model.input_transform()) {
+    put_value(InputTransformKind::standardizer);
+    put_value(std::uint64_t{t->columns()});
+    put(t->mean().data(), t->columns() * 4);
+    put(t->inverse_scale().data(), t->columns() * 4);
+  } else {
+    put_value(InputTransformKind::none);
+  }
+  put_raw(&h, 8);
 }
 
 }  // namespace detail
 
-/// Writes the model to `path` (through a temporary file renamed at the end, so a failed save never
-/// leaves a partial file under the real name). Under mpi::Environment only rank 0 writes; the other
-/// ranks return at once.
+/// Writes the model to `path`, atomically (a temporary file renamed at the end, so a failed save
+/// never leaves a partial file under the real name). Under mpi::Environment saving is collective:
+/// every rank calls save, rank 0 writes, and every rank returns once the file is in place (or
+/// throws the same Error when it could not be written).
 inline void save(const Model& model, const std::string& path) {
-  static_assert(sizeof(float) == 4, "tessera checkpoints store IEEE float32");
-  if (!detail::this_process_writes().load()) return;
-  detail::ByteWriter w;
-  w.bytes.insert(w.bytes.end(), detail::model_magic, detail::model_magic + 8);
-  const Architecture& a = model.architecture();
-  w.put(detail::model_format_version);
-  w.put(std::uint64_t{a.input_dim});
-  w.put(std::uint64_t{a.layers.size()});
-  for (const DenseLayer& L : a.layers) {
-    w.put(std::uint64_t{L.out});
-    w.put(static_cast<std::uint32_t>(L.activation));
-  }
-  w.put(static_cast<std::uint32_t>(a.loss));
-  w.put(model.weight_decay());
-  w.put(std::uint64_t{model.parameter_count()});
-  for (float p : model.parameters()) w.put(p);
-  w.put(detail::fnv1a(w.bytes.data(), w.bytes.size()));
-
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    detail::require(static_cast<bool>(f), ErrorKind::io, path + ": cannot open for writing");
-    f.write(reinterpret_cast<const char*>(w.bytes.data()), static_cast<std::streamsize>(w.bytes.size()));
-    detail::require(static_cast<bool>(f.flush()), ErrorKind::io, path + ": write failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  detail::require(!ec, ErrorKind::io, path + ": cannot move the saved model into place: " + ec.message());
+  detail::run_file_write([&] {
+    detail::AtomicFile f(path);
+    detail::write_model(model, [&](const void* p, std::size_t n) { f.write(p, n); });
+    f.commit();
+  });
 }
 
-/// Reads a model written by save(): its architecture, weight decay and parameters.
-inline Model load_model(const std::string& path) {
-  const std::vector<unsigned char> b = detail::read_all(path);
-  detail::require(b.size() >= 8 && std::memcmp(b.data(), detail::model_magic, 8) == 0, ErrorKind::format,
-                  path + ": not a tessera model file (it does not start with \"TSRMODL1\")");
-  detail::require(b.size() >= 8 + 4 + 8, ErrorKind::format,
-                  path + ": truncated model file: " + std::to_string(b.size()) + " bytes");
-  const std::size_t body = b.size() - 8;
-  detail::ByteReader r(b, body, path);
-  r.get<std::uint64_t>("magic");
-  const auto version = r.get<std::uint32_t>("format version");
-  detail::require(version == detail::model_format_version, ErrorKind::format,
-                  path + ": model format version " + std::to_string(version) + ", this tessera reads version " +
-                      std::to_string(detail::model_format_version));
-  const auto input = r.get<std::uint64_t>("input dimension");
-  const auto count = r.get<std::uint64_t>("layer count");
-  detail::require(count > 0 && count < (1u << 20), ErrorKind::format,
-                  path + ": implausible layer count " + std::to_string(count) + " (corrupted file?)");
-  std::vector<DenseSpec> specs;
-  for (std::uint64_t i = 0; i < count; ++i) {
-    const auto out = r.get<std::uint64_t>("layer width");
-    const auto act = r.get<std::uint32_t>("activation");
-    detail::require(act <= static_cast<std::uint32_t>(Activation::sigmoid), ErrorKind::format,
-                    path + ": layer " + std::to_string(i) + " has unknown activation code " + std::to_string(act));
-    specs.push_back({static_cast<std::size_t>(out), static_cast<Activation>(act)});
-  }
-  const auto loss = r.get<std::uint32_t>("loss");
-  detail::require(loss <= static_cast<std::uint32_t>(Loss::softmax_cross_entropy), ErrorKind::format,
-                  path + ": unknown loss code " + std::to_string(loss));
-  const auto wd = r.get<float>("weight decay");
-  const auto n = r.get<std::uint64_t>("parameter count");
-  const std::size_t expected = r.position() + n * 4 + 8;
-  detail::require(b.size() == expected, ErrorKind::format,
-                  path + ": " + (b.size() < expected ? "truncated" : "oversized") + " model file: " +
-                      std::to_string(n) + " parameters need " + std::to_string(expected) + " bytes, the file has " +
-                      std::to_string(b.size()));
-  std::uint64_t stored;
-  std::memcpy(&stored, b.data() + body, 8);
-  detail::require(stored == detail::fnv1a(b.data(), body), ErrorKind::format,
-                  path + ": checksum mismatch: the model file is corrupted");
-  Model m(Architecture(static_cast<std::size_t>(input), specs, static_cast<Loss>(loss)), {.weight_decay = wd});
-  detail::require(m.parameter_count() == n, ErrorKind::format,
-                  path + ": the architecture " + m.architecture().describe() + " has " +
-                      std::to_string(m.parameter_count()) + " parameters, the file stores " + std::to_string(n));
-  std::memcpy(m.parameters().data(), b.data() + r.position(), n * 4);
-  return m;
+/// Reads a model written by save(): its architecture, weight decay, parameters and input transform
+/// (files of versions 1 and 2 have none), so that `load_model(path).predict_raw(raw_rows)` serves
+/// raw data. Errors: ErrorKind::io (missing, a directory, not a regular file, unreadable),
+/// ErrorKind::format (not a model file, another version, truncated, oversized, implausible counts,
+/// an unknown or malformed input transform, checksum mismatch).
+inline Model load_model(const std::string& path) { return detail::read_model(detail::FileSource(path)); }
+
+/// The same as load_model, from the bytes of a model file in memory; `name` starts the messages.
+inline Model parse_model(std::span<const unsigned char> bytes, const std::string& name) {
+  return detail::read_model(detail::MemorySource(bytes, name));
 }
 
-/// Loads parameters into an existing model, which must have the same architecture.
+/// Loads parameters into an existing model, which must have the same architecture; only the
+/// parameters: the target keeps its weight decay and its input transform (load_model reads them).
 inline void load_parameters(Model& model, const std::string& path) {
   Model m = load_model(path);
   detail::require(m.architecture() == model.architecture(), ErrorKind::shape,

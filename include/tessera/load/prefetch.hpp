@@ -19,14 +19,18 @@ namespace tessera::detail {
 template <class Batch>
 class Prefetcher {
  public:
-  /// produce(step, batch) fills `batch` for step `step`, for step = 0 .. steps-1 in order; each
-  /// batch is used by `consumers` readers, each of which calls release(step) when done.
-  Prefetcher(std::size_t steps, std::size_t consumers, std::function<void(std::size_t, Batch&)> produce,
+  /// produce(step, batch) fills `batch` for step `step`, for step = first .. last-1 in order;
+  /// each batch is used by `consumers` readers, each of which calls release(step) when done.
+  Prefetcher(std::size_t first, std::size_t last, std::size_t consumers, std::function<void(std::size_t, Batch&)> produce,
              std::size_t depth = 2)
-      : steps_(steps), consumers_(consumers), depth_(depth < 1 ? 1 : depth), produce_(std::move(produce)),
+      : first_(first), steps_(last), consumers_(consumers), depth_(depth < 1 ? 1 : depth), produce_(std::move(produce)),
         slots_(depth_), ready_(depth_, none), users_(depth_, 0) {
     producer_ = std::thread([this] { run(); });
   }
+  /// Steps 0 .. steps-1.
+  Prefetcher(std::size_t steps, std::size_t consumers, std::function<void(std::size_t, Batch&)> produce,
+             std::size_t depth = 2)
+      : Prefetcher(0, steps, consumers, std::move(produce), depth) {}
   ~Prefetcher() {
     {
       std::lock_guard<std::mutex> lock(m_);
@@ -72,7 +76,7 @@ class Prefetcher {
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
 
   void run() {
-    for (std::size_t s = 0; s < steps_; ++s) {
+    for (std::size_t s = first_; s < steps_; ++s) {
       const std::size_t k = s % depth_;
       {
         std::unique_lock<std::mutex> lock(m_);
@@ -97,7 +101,7 @@ class Prefetcher {
     }
   }
 
-  std::size_t steps_, consumers_, depth_;
+  std::size_t first_, steps_, consumers_, depth_;
   std::function<void(std::size_t, Batch&)> produce_;
   std::vector<Batch> slots_;
   std::vector<std::size_t> ready_;  ///< step held by each slot, or none

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/core/checked.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/model/activation.hpp"
 #include "tessera/model/loss.hpp"
@@ -44,8 +45,14 @@ struct Architecture {
     for (std::size_t i = 0; i < specs.size(); ++i) {
       detail::require(specs[i].out > 0, ErrorKind::invalid_argument,
                       "model: layer " + std::to_string(i) + " has 0 outputs; every layer needs at least one");
+      std::size_t weights = 0, count = 0, next = 0;
+      if (detail::mul_overflows(in, specs[i].out, weights) || detail::add_overflows(weights, specs[i].out, count) ||
+          detail::add_overflows(offset, count, next))
+        detail::fail(ErrorKind::invalid_argument, "model: layer " + std::to_string(i) + " (" + std::to_string(in) + " -> " +
+                                                      std::to_string(specs[i].out) +
+                                                      ") makes the parameter count overflow 2^64");
       layers.push_back(DenseLayer{in, specs[i].out, specs[i].activation, offset});
-      offset += layers.back().parameter_count();
+      offset = next;
       in = specs[i].out;
     }
     detail::require(!(l == Loss::softmax_cross_entropy && output_dim() < 2), ErrorKind::invalid_argument,

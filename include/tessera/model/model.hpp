@@ -1,15 +1,19 @@
 // tessera/model/model.hpp - a model: its architecture and all of its parameters in one flat
 // host buffer. Layers are views (offsets) into that buffer, so a checkpoint, a broadcast or an
-// all-reduce is one call over one contiguous range.
+// all-reduce is one call over one contiguous range. A model may also hold the preprocessing its
+// inputs need (an input transform), so that a saved model can serve raw rows.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "tessera/core/matrix.hpp"
+#include "tessera/data/standardize.hpp"
 #include "tessera/device/cpu.hpp"
 #include "tessera/model/init.hpp"
 #include "tessera/model/network.hpp"
@@ -21,6 +25,8 @@ struct ModelOptions {
   float weight_decay = 0.0f;  ///< L2 penalty 0.5 * weight_decay * |W|^2 on weights (not biases)
 };
 
+/// Architecture, flat parameters, weight decay and an optional input transform. Copies are deep
+/// and independent; two models compare equal when all four are equal (parameters value by value).
 class Model {
  public:
   Model() = default;
@@ -28,9 +34,17 @@ class Model {
       : Model(Architecture(input_dim, layers, loss), options) {}
   explicit Model(Architecture arch, ModelOptions options = {})
       : arch_(std::move(arch)), weight_decay_(options.weight_decay) {
-    detail::require(options.weight_decay >= 0.0f, ErrorKind::invalid_argument,
-                    "model: weight_decay must be >= 0, got " + std::to_string(options.weight_decay));
+    check_weight_decay(options.weight_decay);
     initialise(options.seed);
+  }
+  /// A model with the given parameters (parameter_count() values in the flat layout), nothing
+  /// drawn: what load_model builds.
+  Model(Architecture arch, std::vector<float> parameters, float weight_decay)
+      : arch_(std::move(arch)), params_(std::move(parameters)), weight_decay_(weight_decay) {
+    check_weight_decay(weight_decay);
+    detail::require(params_.size() == arch_.parameter_count(), ErrorKind::shape,
+                    "model: the architecture " + arch_.describe() + " has " + std::to_string(arch_.parameter_count()) +
+                        " parameters, got " + std::to_string(params_.size()));
   }
 
   [[nodiscard]] const Architecture& architecture() const noexcept { return arch_; }
@@ -40,11 +54,57 @@ class Model {
   [[nodiscard]] Loss loss() const noexcept { return arch_.loss; }
   [[nodiscard]] float weight_decay() const noexcept { return weight_decay_; }
   void set_weight_decay(float wd) {
-    detail::require(wd >= 0.0f, ErrorKind::invalid_argument, "model: weight_decay must be >= 0");
+    check_weight_decay(wd);
     weight_decay_ = wd;
   }
   [[nodiscard]] std::span<float> parameters() noexcept { return params_; }
   [[nodiscard]] std::span<const float> parameters() const noexcept { return params_; }
+
+  /// The input transform: the preprocessing between raw rows and the features the layers see,
+  /// kept with the model (and in its file) so that a loaded model can serve raw data.
+  ///
+  /// It is serving preprocessing only. forward, predict, predict_classes, loss_value,
+  /// loss_and_gradient, the trainers and the metrics take features as the layers see them
+  /// (already transformed) whether a transform is attached or not, so attaching one changes
+  /// nothing in training or evaluation, and the same call means the same thing on a model built
+  /// in memory and on one loaded from a file. Raw rows go through the *_raw calls (or through
+  /// transform_input), which apply the transform to a copy of the rows first.
+  ///
+  /// The standardizer must be fitted on input_dim() columns with finite statistics
+  /// (ErrorKind::shape naming both widths, ErrorKind::invalid_argument naming the column).
+  void set_input_transform(const data::Standardizer& s) {
+    detail::require(s.columns() == input_dim(), ErrorKind::shape,
+                    "model.set_input_transform: the model (" + arch_.describe() + ") takes " +
+                        std::to_string(input_dim()) + " features per row, the standardizer was fitted on " +
+                        std::to_string(s.columns()) + " columns");
+    transform_ = data::Standardizer(s.mean(), s.inverse_scale());  // validates the statistics
+  }
+  void clear_input_transform() noexcept { transform_.reset(); }
+  /// The attached transform, or nullptr.
+  [[nodiscard]] const data::Standardizer* input_transform() const noexcept {
+    return transform_ ? &*transform_ : nullptr;
+  }
+
+  /// Raw rows made into features: a transformed copy of `raw` (rows x input_dim()), or a plain
+  /// copy when no transform is attached (the model then takes its raw rows as they are).
+  [[nodiscard]] Matrix transform_input(MatrixView raw) const {
+    check_input(raw, "transform_input");
+    Matrix x(raw.rows, raw.cols);
+    if (raw.rows * raw.cols > 0) std::copy(raw.data, raw.data + raw.rows * raw.cols, x.data());
+    if (transform_) transform_->transform_in_place(x);
+    return x;
+  }
+  /// predict(transform_input(raw)): what a model loaded from a file serves on new raw rows.
+  [[nodiscard]] Matrix predict_raw(MatrixView raw) const { return predict(transform_input(raw)); }
+  /// predict_classes(transform_input(raw)).
+  [[nodiscard]] std::vector<int> predict_classes_raw(MatrixView raw) const {
+    return predict_classes(transform_input(raw));
+  }
+
+  friend bool operator==(const Model& a, const Model& b) {
+    return a.arch_ == b.arch_ && a.weight_decay_ == b.weight_decay_ && a.params_ == b.params_ &&
+           a.transform_ == b.transform_;
+  }
 
   /// Redraws every weight from the seeded initialiser; biases become zero.
   void initialise(std::uint64_t seed) { detail::initialise(arch_, seed, params_); }
@@ -139,10 +199,15 @@ class Model {
   }
 
  private:
+  static void check_weight_decay(float wd) {
+    detail::require(wd >= 0.0f && std::isfinite(wd), ErrorKind::invalid_argument,
+                    "model: weight_decay must be finite and >= 0, got " + std::to_string(wd));
+  }
   static constexpr std::size_t chunk_rows = 4096;
   Architecture arch_;
   std::vector<float> params_;
   float weight_decay_ = 0.0f;
+  std::optional<data::Standardizer> transform_;
 };
 
 }  // namespace tessera

@@ -1,11 +1,16 @@
-// tessera/model/network.hpp - forward and backward passes of an Architecture on a device, over
-// parameters and gradients held in flat buffers. One Network is one worker's workspace: its
-// activation buffers are sized once for the largest batch, so steady-state steps allocate nothing.
+// tessera/model/network.hpp - the one forward and backward pass of tessera: a run of dense layers
+// on a device, over parameters and gradients in flat buffers. The whole model runs all its layers;
+// a pipeline stage runs a sub-range of them (with one activation slot per micro-batch in flight);
+// a column split runs a transformed list (each layer its columns or rows, with partial sums to
+// all-reduce). One Network is one worker's workspace: its buffers are sized once for the largest
+// batch, so steady-state steps allocate nothing.
 #pragma once
 
 #include <thrust/memory.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "tessera/detail/activation_kernels.hpp"
@@ -16,113 +21,203 @@
 
 namespace tessera {
 
+/// One dense layer as a worker holds it: `in` x `out` weights (row-major) at `offset` of the
+/// worker's flat buffer, then `out` biases. A column split marks a row-split layer, whose product
+/// is a partial sum (`sum_output`: all-reduced before bias and activation), and a column-split
+/// layer, whose gradient at the input is one (`sum_input_gradient`).
+struct LayerView {
+  std::size_t in = 0, out = 0, offset = 0;
+  Activation activation = Activation::identity;
+  bool sum_output = false, sum_input_gradient = false;
+
+  [[nodiscard]] std::size_t weight_count() const noexcept { return in * out; }
+  [[nodiscard]] std::size_t bias_offset() const noexcept { return offset + in * out; }
+  [[nodiscard]] std::size_t parameter_count() const noexcept { return in * out + out; }
+};
+
+/// Layers [first, end) of `arch`, offsets relative to the first one's.
+inline std::vector<LayerView> layer_views(const Architecture& arch, std::size_t first, std::size_t end) {
+  std::vector<LayerView> v;
+  const std::size_t base = first < arch.layers.size() ? arch.layers[first].offset : 0;
+  for (std::size_t l = first; l < end; ++l) {
+    const DenseLayer& L = arch.layers[l];
+    v.push_back({L.in, L.out, L.offset - base, L.activation});
+  }
+  return v;
+}
+
+namespace detail {
+/// No partial sums (every layer whole on this worker).
+struct NoSum {
+  void operator()(float*, std::size_t) const noexcept {}
+};
+struct NoLayerDone {
+  void operator()(std::size_t) const noexcept {}
+};
+}  // namespace detail
+
 template <class Dev>
 class Network {
  public:
   using vector = typename Dev::template vector<float>;
 
-  Network(const Architecture& arch, std::size_t max_rows) : arch_(arch) { reserve(max_rows); }
+  /// Layers as this worker holds them; `loss` applies after the last one when this network
+  /// holds the model's output; `slots` activation sets (micro-batches in flight).
+  Network(std::vector<LayerView> layers, Loss loss, std::size_t max_rows, std::size_t slots = 1)
+      : Network(std::move(layers), loss, max_rows, slots, false) {}
+  /// The whole model: one linear output on squared error takes the fused least-squares kernel.
+  Network(const Architecture& arch, std::size_t max_rows)
+      : Network(layer_views(arch, 0, arch.layers.size()), arch.loss, max_rows, 1, arch.is_linear_least_squares()) {}
 
-  [[nodiscard]] const Architecture& architecture() const noexcept { return arch_; }
+  [[nodiscard]] std::size_t in_width() const noexcept { return layers_.front().in; }
+  [[nodiscard]] std::size_t out_width() const noexcept { return layers_.back().out; }
+  [[nodiscard]] std::size_t slots() const noexcept { return acts_.size(); }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] const std::vector<LayerView>& layers() const noexcept { return layers_; }
+  /// Floats held for activations and backward scratch.
+  [[nodiscard]] std::size_t activation_floats() const noexcept {
+    std::size_t n = delta_[0].size() + delta_[1].size() + ones_.size() + fused_scratch_.size();
+    for (const auto& slot : acts_)
+      for (const auto& a : slot) n += a.size();
+    return n;
+  }
+
+  Network(std::vector<LayerView> layers, Loss loss, std::size_t max_rows, std::size_t slots, bool fused)
+      : layers_(std::move(layers)), loss_(loss), fused_(fused), acts_(std::max<std::size_t>(slots, 1)) {
+    for (const LayerView& L : layers_) widest_ = std::max({widest_, L.in, L.out});
+    reserve(max_rows);
+  }
 
   /// Grows the workspace to hold batches of `rows` samples.
   void reserve(std::size_t rows) {
     if (rows <= capacity_) return;
     capacity_ = rows;
-    acts_.resize(arch_.layers.size());
-    for (std::size_t l = 0; l < arch_.layers.size(); ++l) acts_[l].resize(rows * arch_.layers[l].out);
-    if (arch_.is_linear_least_squares()) {  // the fused path needs no deltas: only block partials
-      fused_scratch_.resize(detail::least_squares_scratch(rows, arch_.input_dim));
-      fused_out_.resize(arch_.input_dim + 2);
+    for (auto& slot : acts_) {
+      slot.resize(layers_.size());
+      for (std::size_t l = 0; l < layers_.size(); ++l) slot[l].resize(rows * layers_[l].out);
+    }
+    if (fused_) {  // the fused least-squares path needs no deltas: only block partials
+      fused_scratch_.resize(detail::least_squares_scratch(rows, layers_[0].in));
+      fused_out_.resize(layers_[0].in + 2);
       return;
     }
     if constexpr (defer_loss) row_loss_.resize(rows);
-    delta_[0].resize(rows * arch_.max_width());
-    delta_[1].resize(rows * arch_.max_width());
+    delta_[0].resize(rows * widest_);
+    delta_[1].resize(rows * widest_);
     ones_.resize(rows);
     detail::fill(Dev::exec(), raw(ones_), rows, 1.0f);
   }
 
-  /// Forward pass of `rows` samples x (rows x input_dim); returns the device pointer to the
-  /// outputs (rows x output_dim), valid until the next call.
-  const float* forward(const float* params, const float* x, std::size_t rows) {
+  /// Forward pass of `rows` rows of x (rows x in_width) into activation slot `slot`; returns the
+  /// device pointer to the outputs (rows x out_width), valid until the slot is reused.
+  /// `sum(buf, count)` all-reduces a row-split layer's partial products.
+  template <class Sum = detail::NoSum>
+  const float* forward(const float* params, const float* x, std::size_t rows, std::size_t slot = 0, Sum&& sum = {}) {
     reserve(rows);
     const float* in = x;
-    for (std::size_t l = 0; l < arch_.layers.size(); ++l) {
-      const DenseLayer& L = arch_.layers[l];
-      float* out = raw(acts_[l]);
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const LayerView& L = layers_[l];
+      float* out = raw(acts_[slot][l]);
       Dev::gemm(false, false, rows, L.out, L.in, 1.0f, in, L.in, params + L.offset, L.out, 0.0f, out, L.out);
+      if (L.sum_output) sum(out, rows * L.out);
       detail::bias_activate(Dev::exec(), L.activation, out, params + L.bias_offset(), rows, L.out);
       in = out;
     }
     return in;
   }
 
-  /// Forward and backward pass: writes d(loss)/d(params) into `grads` (adds to it when
-  /// `accumulate`), where the loss is the sum of the per-sample losses times `scale` (plus the L2
-  /// term 0.5 * weight_decay * |W|^2 once per call when weight_decay > 0). Returns the
-  /// unscaled sum of per-sample losses of the batch. `layer_done(l)` runs as soon as layer l's
-  /// gradient (weights, bias and L2 term) is final, last layer first: a gradient sum can start
-  /// there while the backward pass goes on.
-  template <class LayerDone>
+  /// The loss of slot `slot`'s outputs against y (sum over rows) and its gradient times `scale`
+  /// into the network's own buffer, returned through `d`.
+  double loss(std::size_t slot, const float* y, std::size_t rows, float scale, float*& d) {
+    d = raw(delta_[0]);
+    return detail::loss_rows(Dev::exec(), loss_, raw(acts_[slot].back()), y, d, rows, out_width(), scale);
+  }
+
+  /// Backward pass of slot `slot`'s rows: `d` is the gradient at the output (rows x out_width;
+  /// overwritten), x the slot's input. Writes the parameter gradient into `grads` (adds to it when
+  /// `accumulate`), plus weight_decay x W per layer when weight_decay > 0, and the gradient at the
+  /// input into `d_in` when not null. `layer_done(l)` runs as soon as layer l's gradient is final,
+  /// last layer first: a gradient sum can start there while the pass goes on. `sum(buf, count)`
+  /// all-reduces a column-split layer's partial input gradient.
+  template <class LayerDone = detail::NoLayerDone, class Sum = detail::NoSum>
+  void backward(const float* params, std::size_t slot, const float* x, float* d, std::size_t rows, float* grads,
+                float* d_in, bool accumulate, float weight_decay = 0.0f, LayerDone&& layer_done = {}, Sum&& sum = {}) {
+    std::size_t k = d == raw(delta_[0]) ? 1 : 0;  // the scratch buffer that d is not
+    const float beta = accumulate ? 1.0f : 0.0f;
+    for (std::size_t l = layers_.size(); l-- > 0;) {
+      const LayerView& L = layers_[l];
+      detail::activation_backward(Dev::exec(), L.activation, d, raw(acts_[slot][l]), rows, L.out);
+      const float* in = l == 0 ? x : raw(acts_[slot][l - 1]);
+      Dev::gemm(true, false, L.in, L.out, rows, 1.0f, in, L.in, d, L.out, beta, grads + L.offset, L.out);
+      Dev::gemv(true, rows, L.out, 1.0f, d, L.out, raw(ones_), beta, grads + L.bias_offset());
+      if (weight_decay > 0.0f) add_weight_decay(L, params, grads, weight_decay);
+      layer_done(l);
+      float* prev = l > 0 ? raw(delta_[k]) : d_in;
+      if (prev) {
+        Dev::gemm(false, true, rows, L.in, L.out, 1.0f, d, L.out, params + L.offset, L.out, 0.0f, prev, L.in);
+        if (L.sum_input_gradient) sum(prev, rows * L.in);
+      }
+      if (l > 0) {
+        d = prev;
+        k ^= 1;
+      }
+    }
+  }
+
+  /// Forward, loss and backward of one batch (all layers, this network holding the output):
+  /// d(loss)/d(params) into `grads` (added when `accumulate`), where the loss is the sum of the
+  /// per-sample losses times `scale`, plus the L2 term 0.5 * weight_decay * |W|^2 when
+  /// weight_decay > 0. Returns the unscaled sum of per-sample losses. One linear output on squared
+  /// error takes the fused least-squares kernel, which reads x once.
+  template <class LayerDone = detail::NoLayerDone, class Sum = detail::NoSum>
   double forward_backward(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
-                          float scale, float weight_decay, bool accumulate, LayerDone&& layer_done) {
+                          float scale, float weight_decay = 0.0f, bool accumulate = false, LayerDone&& layer_done = {},
+                          Sum&& sum = {}) {
     reserve(rows);
-    double loss_sum = 0.0;
-    if (arch_.is_linear_least_squares()) {
+    if (fused_) {
       fused_least_squares(params, x, y, rows, grads, scale, accumulate);
-      if (weight_decay > 0.0f) add_weight_decay(arch_.layers[0], params, grads, weight_decay);
+      if (weight_decay > 0.0f) add_weight_decay(layers_[0], params, grads, weight_decay);
       layer_done(std::size_t{0});
       // the loss is read once the gradient (and any sum started by layer_done) is enqueued
       float loss = 0.0f;
-      Dev::download(raw(fused_out_) + arch_.input_dim + 1, &loss, 1);
-      loss_sum = loss;
-    } else {
-      const float* out = forward(params, x, rows);
-      float* d = raw(delta_[0]);
-      float* d_prev = raw(delta_[1]);
-      if constexpr (defer_loss)
-        detail::loss_rows_into(Dev::exec(), arch_.loss, out, y, d, rows, arch_.output_dim(), scale, raw(row_loss_));
-      else
-        loss_sum = detail::loss_rows(Dev::exec(), arch_.loss, out, y, d, rows, arch_.output_dim(), scale);
-      for (std::size_t l = arch_.layers.size(); l-- > 0;) {
-        const DenseLayer& L = arch_.layers[l];
-        detail::activation_backward(Dev::exec(), L.activation, d, raw(acts_[l]), rows, L.out);
-        const float* in = l == 0 ? x : raw(acts_[l - 1]);
-        const float beta = accumulate ? 1.0f : 0.0f;
-        Dev::gemm(true, false, L.in, L.out, rows, 1.0f, in, L.in, d, L.out, beta, grads + L.offset, L.out);
-        Dev::gemv(true, rows, L.out, 1.0f, d, L.out, raw(ones_), beta, grads + L.bias_offset());
-        if (weight_decay > 0.0f) add_weight_decay(L, params, grads, weight_decay);
-        layer_done(l);
-        if (l > 0) {
-          Dev::gemm(false, true, rows, L.in, L.out, 1.0f, d, L.out, params + L.offset, L.out, 0.0f, d_prev, L.in);
-          std::swap(d, d_prev);
-        }
-      }
-      // the one wait of the pass, once all of it is enqueued (the loss is summed after the
-      // gradient kernels in stream order)
-      if constexpr (defer_loss) loss_sum = detail::sum_row_losses(Dev::exec(), raw(row_loss_), rows);
+      Dev::download(raw(fused_out_) + layers_[0].in + 1, &loss, 1);
+      return loss;
     }
+    const float* out = forward(params, x, rows, 0, sum);
+    float* d = raw(delta_[0]);
+    double loss_sum = 0.0;
+    if constexpr (defer_loss)
+      detail::loss_rows_into(Dev::exec(), loss_, out, y, d, rows, out_width(), scale, raw(row_loss_));
+    else
+      loss_sum = detail::loss_rows(Dev::exec(), loss_, out, y, d, rows, out_width(), scale);
+    backward(params, 0, x, d, rows, grads, nullptr, accumulate, weight_decay, layer_done, sum);
+    // the one wait of the pass, once all of it is enqueued (the loss is summed after the gradient
+    // kernels in stream order)
+    if constexpr (defer_loss) loss_sum = detail::sum_row_losses(Dev::exec(), raw(row_loss_), rows);
     return loss_sum;
-  }
-  double forward_backward(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
-                          float scale, float weight_decay = 0.0f, bool accumulate = false) {
-    return forward_backward(params, x, y, rows, grads, scale, weight_decay, accumulate, [](std::size_t) {});
-  }
-
-  /// 0.5 * weight_decay * sum of squared weights (biases excluded).
-  double weight_penalty(const float* params, float weight_decay) const {
-    double s = 0.0;
-    for (const DenseLayer& L : arch_.layers)
-      s += detail::sum_over(Dev::exec(), L.weight_count(), detail::SquareOf{params + L.offset});
-    return 0.5 * weight_decay * s;
   }
 
   /// Sum of per-sample losses without gradients (for evaluation).
-  double loss_sum(const float* params, const float* x, const float* y, std::size_t rows) {
-    const float* out = forward(params, x, rows);
-    return detail::loss_rows(Dev::exec(), arch_.loss, out, y, nullptr, rows, arch_.output_dim(), 1.0f);
+  template <class Sum = detail::NoSum>
+  double loss_sum(const float* params, const float* x, const float* y, std::size_t rows, Sum&& sum = {}) {
+    const float* out = forward(params, x, rows, 0, sum);
+    return detail::loss_rows(Dev::exec(), loss_, out, y, nullptr, rows, out_width(), 1.0f);
+  }
+
+  /// grads += weight_decay * W over every layer (biases excluded).
+  void add_weight_decay(const float* params, float* grads, float weight_decay) const {
+    for (const LayerView& L : layers_) add_weight_decay(L, params, grads, weight_decay);
+  }
+  /// Sum of squared weights (biases excluded).
+  [[nodiscard]] double squared_weights(const float* params) const {
+    double s = 0.0;
+    for (const LayerView& L : layers_)
+      s += detail::sum_over(Dev::exec(), L.weight_count(), detail::SquareOf{params + L.offset});
+    return s;
+  }
+  /// 0.5 * weight_decay * sum of squared weights.
+  [[nodiscard]] double weight_penalty(const float* params, float weight_decay) const {
+    return 0.5 * weight_decay * squared_weights(params);
   }
 
  private:
@@ -137,21 +232,23 @@ class Network {
   /// The gradient into grads; the loss sum stays in fused_out_[d + 1].
   void fused_least_squares(const float* params, const float* x, const float* y, std::size_t rows, float* grads,
                            float scale, bool accumulate) {
-    const std::size_t d = arch_.input_dim;
+    const std::size_t d = layers_[0].in;
     float* out = raw(fused_out_);
     detail::least_squares_gradient(Dev::exec(), x, params, params + d, y, rows, d, 2.0f * scale, raw(fused_scratch_),
                                    out);
     detail::for_each_element(Dev::exec(), d + 1, detail::ScaleInto{grads, out, 1.0f, accumulate});
   }
 
-  void add_weight_decay(const DenseLayer& L, const float* params, float* grads, float weight_decay) {
+  static void add_weight_decay(const LayerView& L, const float* params, float* grads, float weight_decay) {
     detail::for_each_element(Dev::exec(), L.weight_count(),
                              detail::Axpy{grads + L.offset, params + L.offset, weight_decay});
   }
 
-  Architecture arch_;
-  std::size_t capacity_ = 0;
-  std::vector<vector> acts_;
+  std::vector<LayerView> layers_;
+  Loss loss_;
+  std::size_t widest_ = 0, capacity_ = 0;
+  bool fused_ = false;
+  std::vector<std::vector<vector>> acts_;  ///< per slot, per layer
   vector delta_[2];
   vector ones_;
   vector fused_scratch_, fused_out_;

@@ -6,22 +6,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tessera/detail/gradient_view.hpp"
 #include "tessera/optim/optimizer.hpp"
 
 namespace tessera::detail {
-
-/// Where an update reads the gradient: one buffer, or the sum of two workers' buffers (the
-/// all-reduce of two workers fused into the update: one pass instead of a reduction, then an
-/// update).
-struct GradientOf {
-  const float* g;
-  TESSERA_HD float operator()(std::size_t i) const { return g[i]; }
-};
-struct GradientSum2 {
-  const float* a;
-  const float* b;
-  TESSERA_HD float operator()(std::size_t i) const { return a[i] + b[i]; }
-};
 
 template <class G>
 struct SgdUpdate {
@@ -78,6 +66,10 @@ class State {
   }
 
   [[nodiscard]] std::uint64_t steps() const noexcept { return t_; }
+  /// Buffers of state per parameter (momentum: 1, Adam: 2), each n values on the device.
+  [[nodiscard]] std::size_t buffers() const noexcept { return opt_.state_buffers(); }
+  [[nodiscard]] vector& buffer(std::size_t k) noexcept { return k == 0 ? first_ : second_; }
+  [[nodiscard]] const vector& buffer(std::size_t k) const noexcept { return k == 0 ? first_ : second_; }
   [[nodiscard]] const Optimizer& optimizer() const noexcept { return opt_; }
 
   /// w <- update(w, g) with learning rate `lr` (the scheduled rate), one pass over all n values.

@@ -11,15 +11,10 @@
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/engine/common.hpp"
 #include "tessera/model/architecture.hpp"
 
 namespace tessera {
-
-/// What a pipeline balances between its stages.
-enum class Balance {
-  cost,       ///< estimated work per sample: forward and backward products plus elementwise work
-  parameters  ///< parameter count (memory)
-};
 
 /// One stage: layers [first_layer, end_layer), parameters [parameter_begin, parameter_end) of the
 /// model's flat buffer, and the stage's estimated cost or parameter count (as balanced).

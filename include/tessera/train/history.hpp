@@ -3,11 +3,11 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/core/file.hpp"
 #include "tessera/core/writer.hpp"
 
 namespace tessera {
@@ -30,6 +30,7 @@ struct History {
   double total_seconds = 0.0;
   std::size_t samples = 0;  ///< training samples per epoch
   std::size_t workers = 1;  ///< workers of all processes together
+  bool interrupted = false; ///< the fit stopped on a signal (StopOnSignal) before its last epoch
 
   [[nodiscard]] bool empty() const noexcept { return epochs.empty(); }
   [[nodiscard]] const EpochRecord& last() const {
@@ -58,7 +59,8 @@ struct History {
       return std::string(b);
     };
     std::string s = "{\"samples\": " + std::to_string(samples) + ", \"workers\": " + std::to_string(workers) +
-                    ", \"total_seconds\": " + num(total_seconds) + ", \"epochs\": [";
+                    ", \"total_seconds\": " + num(total_seconds) + ", \"interrupted\": " +
+                    (interrupted ? "true" : "false") + ", \"epochs\": [";
     for (std::size_t i = 0; i < epochs.size(); ++i) {
       const auto& e = epochs[i];
       s += (i ? ", " : "") + std::string("{\"epoch\": ") + std::to_string(e.epoch) + ", \"loss\": " + num(e.loss) +
@@ -71,16 +73,18 @@ struct History {
     return s + "]}\n";
   }
 
-  /// Writes the history to `path`; under mpi::Environment only rank 0 writes.
+  /// Writes the history to `path`, atomically. Under mpi::Environment writing is collective, as
+  /// for save(): every rank calls it, rank 0 writes, every rank returns once the file is in place.
   void write_csv(const std::string& path) const { write(path, to_csv()); }
   void write_json(const std::string& path) const { write(path, to_json()); }
 
  private:
   static void write(const std::string& path, const std::string& text) {
-    if (!detail::this_process_writes().load()) return;  // under mpi::Environment: rank 0 writes
-    std::ofstream f(path, std::ios::binary);
-    f << text;
-    detail::require(static_cast<bool>(f.flush()), ErrorKind::io, "History: cannot write " + path);
+    detail::run_file_write([&] {
+      detail::AtomicFile f(path);
+      f.write(text.data(), text.size());
+      f.commit();
+    });
   }
 };
 

@@ -90,6 +90,7 @@ class CudaContext {
   [[nodiscard]] cublasHandle_t blas() const noexcept { return blas_; }
   [[nodiscard]] int multiprocessors() const noexcept { return sms_; }
   CachingAllocator& allocator() noexcept { return alloc_; }
+  [[nodiscard]] const CachingAllocator& allocator() const noexcept { return alloc_; }
 
   /// Waits for everything issued on the stream (the one synchronisation a caller asks for).
   void synchronize(const char* what) const { cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", what); }
@@ -132,15 +133,21 @@ class BindCuda {
     bound_cuda_context() = &c;
   }
   ~BindCuda() {
+    if (!bound_) return;
     bound_cuda_context() = previous_;
     (void)cudaSetDevice(previous_device_);
   }
+  BindCuda(BindCuda&& o) noexcept : previous_(o.previous_), previous_device_(o.previous_device_), bound_(o.bound_) {
+    o.bound_ = false;
+  }
   BindCuda(const BindCuda&) = delete;
   BindCuda& operator=(const BindCuda&) = delete;
+  BindCuda& operator=(BindCuda&&) = delete;
 
  private:
   CudaContext* previous_;
   int previous_device_ = 0;
+  bool bound_ = true;
 };
 
 }  // namespace tessera::detail

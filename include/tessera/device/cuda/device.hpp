@@ -10,7 +10,10 @@
 #include <thrust/device_vector.h>
 #include <thrust/system/cuda/execution_policy.h>
 
+#include <chrono>
 #include <cstddef>
+#include <memory>
+#include <thread>
 #include <utility>
 
 #include "tessera/detail/least_squares.hpp"
@@ -72,6 +75,34 @@ struct Cuda {
                        "cudaMemcpyAsync", "upload from the host");
     c.synchronize("upload from the host");
   }
+
+  /// Waits for the calling lane's stream.
+  static void synchronize() { detail::cuda_context().synchronize("waiting for the GPU"); }
+  /// Waits for the calling lane's stream by polling, calling check() (which throws when the lane's
+  /// communicator failed) every few polls: a collective whose peer failed never completes, so a
+  /// blocking wait could never return.
+  template <class Check>
+  static void wait(Check&& check) {
+    const cudaStream_t stream = detail::cuda_context().stream();
+    for (unsigned spin = 0;; ++spin) {
+      const cudaError_t e = cudaStreamQuery(stream);
+      if (e == cudaSuccess) return;
+      if (e != cudaErrorNotReady) detail::cuda_check(e, "cudaStreamQuery", "waiting for the GPU");
+      if (spin % 64 == 0) check();
+      if (spin < 1024) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  /// One GPU as one lane drives it: its context (stream, cuBLAS handle, allocator), bound on the
+  /// lane's thread while the lane works; afterwards the thread is back on its own device.
+  struct Lane {
+    explicit Lane(int device) : ctx(std::make_unique<detail::CudaContext>(device)) {}
+    std::unique_ptr<detail::CudaContext> ctx;
+    [[nodiscard]] detail::BindCuda bind() { return detail::BindCuda(*ctx); }
+    /// cudaMalloc calls of Thrust's temporary storage so far: constant in a steady state.
+    [[nodiscard]] std::size_t allocations() const noexcept { return ctx->allocator().device_allocations(); }
+  };
 
   /// C (m x n) = alpha * op(A) * op(B) + beta * C, all row-major as on the Cpu. cuBLAS is
   /// column-major: a row-major C is a column-major C^T = op(B)^T op(A)^T, so the operands swap.

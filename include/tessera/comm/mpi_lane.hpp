@@ -1,0 +1,191 @@
+// tessera/comm/mpi_lane.hpp - MPI ranks as tessera communicators: MpiLane (one process, one lane:
+// the Communicator concept over mpi::Communicator), MpiGroup (one worker per process: the
+// partitioned engines across ranks) and MpiThreadsGroup (worker threads in every process: the
+// data-parallel engine across ranks, comm/two_level.hpp). Only the MPI headers include this.
+#pragma once
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tessera/comm/concepts.hpp"
+#include "tessera/comm/mpi_comm.hpp"
+#include "tessera/comm/two_level.hpp"
+
+namespace tessera::comm {
+
+/// This process as one lane of an MPI communicator. Copies share the communicator and the
+/// messages in flight; the lane's thread is the one that drives MPI (funnelled).
+class MpiLane {
+ public:
+  static constexpr bool shared_memory = false;
+
+  explicit MpiLane(std::shared_ptr<mpi::Communicator> c) : c_(std::move(c)), mail_(std::make_shared<Mail>()) {}
+
+  [[nodiscard]] std::size_t rank() const { return static_cast<std::size_t>(c_->rank()); }
+  [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(c_->size()); }
+  [[nodiscard]] std::size_t local_rank() const noexcept { return 0; }
+  [[nodiscard]] std::size_t local_size() const noexcept { return 1; }
+  [[nodiscard]] mpi::Communicator& native() const noexcept { return *c_; }
+
+  void barrier(const char* what = "barrier") { c_->barrier(what); }
+  void local_barrier(const char* = "") {}
+  void check(const char* what = "") { c_->check_notices("a wait", what); }
+
+  void all_reduce(const float* in, float* out, std::size_t n, const char* what = "buffer", float scale = 1.0f) {
+    if (in != out) std::copy(in, in + n, out);
+    c_->all_reduce(out, n, what);
+    if (scale != 1.0f) for (std::size_t i = 0; i < n; ++i) out[i] *= scale;
+  }
+  void all_reduce(double* p, std::size_t n, const char* what = "values") { c_->all_reduce(p, n, what); }
+  detail::Range reduce_scatter(const float* in, float* out, std::size_t n, const char* what = "buffer") {
+    if (in != out) std::copy(in, in + n, out);
+    reduce_scatter_blocks(out, n, even_blocks(n), what);
+    return slice(n, size(), rank());
+  }
+  void all_gather(float* p, std::size_t n, const char* what = "buffer") { all_gather_blocks(p, n, even_blocks(n), what); }
+  void broadcast(float* p, std::size_t n, std::size_t root, const char* what = "buffer") {
+    c_->broadcast(p, n, static_cast<int>(root), what);
+  }
+  /// Rank r's block [bounds[r], bounds[r + 1]) of p summed over the ranks.
+  void reduce_scatter_blocks(float* p, std::size_t n, std::span<const std::size_t> bounds, const char* what) {
+    c_->reduce_scatter(p, n, bounds, what);
+  }
+  void all_gather_blocks(float* p, std::size_t n, std::span<const std::size_t> bounds, const char* what) {
+    c_->all_gather(p, n, bounds, what);
+  }
+
+  void start_all_reduce(const float* in, float* out, std::size_t lo, std::size_t hi, const char* what = "bucket") {
+    if (in != out) std::copy(in + lo, in + hi, out + lo);
+    c_->start_all_reduce(out + lo, hi - lo, what);
+  }
+  void progress() { c_->progress(); }
+  void finish(const char* = "") { c_->finish(); }
+
+  [[nodiscard]] std::vector<float> buffer(std::size_t n) {
+    reap();
+    std::vector<float> v;
+    if (!mail_->free.empty()) {
+      v = std::move(mail_->free.back());
+      mail_->free.pop_back();
+    }
+    v.resize(n);
+    return v;
+  }
+  void recycle(std::vector<float>&& v) { mail_->free.push_back(std::move(v)); }
+  /// Posted at once; the buffer is kept until the message has left (messages between two ranks
+  /// arrive in the order sent).
+  void send(std::size_t peer, int tag, std::vector<float>&& data, const char* = "") {
+    mail_->pending.push_back({MPI_REQUEST_NULL, std::move(data), static_cast<int>(peer)});
+    auto& p = mail_->pending.back();
+    p.request = c_->start_send({p.data.data(), p.data.size(), p.peer, tag});
+    reap();
+  }
+  std::vector<float> recv(std::size_t peer, int tag, std::size_t count, const char* what = "message") {
+    std::vector<float> data = buffer(count);
+    const mpi::Transfer t{data.data(), count, static_cast<int>(peer), tag};
+    c_->exchange({}, std::span<const mpi::Transfer>(&t, 1), what);
+    return data;
+  }
+  /// Waits until every posted send has left.
+  void flush(const char* what = "message") {
+    for (auto& p : mail_->pending) c_->wait(std::span<MPI_Request>(&p.request, 1), what, p.peer);
+    for (auto& p : mail_->pending) mail_->free.push_back(std::move(p.data));
+    mail_->pending.clear();
+  }
+
+  MpiLane split(std::size_t color, std::size_t key) {
+    return MpiLane(std::make_shared<mpi::Communicator>(c_->split(static_cast<int>(color), static_cast<int>(key))));
+  }
+
+ private:
+  struct Pending {
+    MPI_Request request;
+    std::vector<float> data;
+    int peer;
+  };
+  struct Mail {
+    std::deque<Pending> pending;
+    std::vector<std::vector<float>> free;
+    ~Mail() {
+      // a completed exchange leaves nothing pending; after a failure the job aborts
+      if (pending.empty() || mpi::job_failed()) return;
+      int finalised = 0;
+      MPI_Finalized(&finalised);
+      if (!finalised)
+        for (auto& p : pending) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    }
+  };
+  void reap() {
+    while (!mail_->pending.empty() && c_->test(std::span<MPI_Request>(&mail_->pending.front().request, 1))) {
+      mail_->free.push_back(std::move(mail_->pending.front().data));
+      mail_->pending.pop_front();
+    }
+  }
+  [[nodiscard]] std::vector<std::size_t> even_blocks(std::size_t n) const {
+    std::vector<std::size_t> b(size() + 1, 0);
+    for (std::size_t r = 0; r < size(); ++r) b[r + 1] = slice(n, size(), r).hi;
+    return b;
+  }
+
+  std::shared_ptr<mpi::Communicator> c_;
+  std::shared_ptr<Mail> mail_;
+};
+
+static_assert(Communicator<MpiLane>);
+
+namespace detail_mpi {
+/// What every process group over MPI_COMM_WORLD does on the main thread.
+class World {
+ public:
+  World() : world_(std::make_shared<mpi::Communicator>(mpi::Communicator::world())) {}
+  [[nodiscard]] std::size_t processes() const { return static_cast<std::size_t>(world_->size()); }
+  [[nodiscard]] std::size_t process() const { return static_cast<std::size_t>(world_->rank()); }
+  void agree(const std::string& what, const std::string& value) { world_->agree(what, value); }
+  void broadcast(float* p, std::size_t n) { world_->broadcast(p, n, 0, "initial parameters"); }
+  void sum(double* p, std::size_t n, const char* what) { world_->all_reduce(p, n, what); }
+  /// `message` names this rank when it starts with "rank "; otherwise it is prefixed with it.
+  void fail(const std::string& message) noexcept {
+    if (mpi::job_failed()) return;
+    world_->notify_failure(message.rfind("rank ", 0) == 0 ? message : "rank " + std::to_string(world_->rank()) + ": " + message);
+  }
+  [[nodiscard]] const std::shared_ptr<mpi::Communicator>& communicator() const noexcept { return world_; }
+
+ private:
+  std::shared_ptr<mpi::Communicator> world_;
+};
+}  // namespace detail_mpi
+
+/// One worker per process of MPI_COMM_WORLD (the partitioned engines across ranks).
+class MpiGroup : public detail_mpi::World {
+ public:
+  MpiGroup() : lane_(communicator()) {}
+  [[nodiscard]] std::size_t lanes() const noexcept { return 1; }
+  [[nodiscard]] MpiLane lane(std::size_t) const { return lane_; }
+  [[nodiscard]] int device(std::size_t) const noexcept { return 0; }
+  void abort() noexcept {}
+  void reset() {}
+
+ private:
+  MpiLane lane_;
+};
+
+/// `workers` threads in every process of MPI_COMM_WORLD (the data-parallel engine across ranks).
+class MpiThreadsGroup : public detail_mpi::World, public TwoLevelGroup<MpiLane> {
+ public:
+  explicit MpiThreadsGroup(std::size_t workers) : TwoLevelGroup<MpiLane>(workers, MpiLane(communicator())) {}
+  using TwoLevelGroup<MpiLane>::lanes;
+  using TwoLevelGroup<MpiLane>::lane;
+  using TwoLevelGroup<MpiLane>::device;
+  using TwoLevelGroup<MpiLane>::abort;
+  using TwoLevelGroup<MpiLane>::reset;
+  using detail_mpi::World::processes;
+  using detail_mpi::World::process;
+};
+
+static_assert(Group<MpiGroup> && Group<MpiThreadsGroup>);
+
+}  // namespace tessera::comm

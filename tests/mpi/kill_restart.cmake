@@ -1,0 +1,31 @@
+# Kill and restart: `mpirun -n 3 EXE train DIR` must fail within LIMIT seconds (rank 1 kills
+# itself mid-training), leaving checkpoints in DIR; then `mpirun -n N EXE resume DIR` for each N
+# in RESUME_NPS must end with the uninterrupted fit's parameters, bitwise (EXE checks).
+file(REMOVE_RECURSE "${DIR}")
+file(MAKE_DIRECTORY "${DIR}")
+string(TIMESTAMP _t0 "%s")
+execute_process(COMMAND ${MPIEXEC} -n 3 --oversubscribe ${EXE} train ${DIR}
+                RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err TIMEOUT ${LIMIT})
+string(TIMESTAMP _t1 "%s")
+math(EXPR _seconds "${_t1} - ${_t0}")
+message("${_out}${_err}")
+message("kill_restart: the killed job ended with status ${_rc} after ${_seconds} s")
+if(_rc STREQUAL "0" OR _rc MATCHES "timeout")
+  message(FATAL_ERROR "kill_restart: FAILED: the job with a killed rank did not end with an error within ${LIMIT} s")
+endif()
+file(GLOB _left "${DIR}/run-*.tsrckpt")
+list(LENGTH _left _n)
+message("kill_restart: ${_n} checkpoint(s) left: ${_left}")
+if(_n EQUAL 0)
+  message(FATAL_ERROR "kill_restart: FAILED: no checkpoint was left")
+endif()
+foreach(_np IN LISTS RESUME_NPS)
+  execute_process(COMMAND ${MPIEXEC} -n ${_np} --oversubscribe ${EXE} resume ${DIR}
+                  RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err TIMEOUT ${LIMIT})
+  message("${_out}${_err}")
+  if(NOT _rc STREQUAL "0")
+    message(FATAL_ERROR "kill_restart: FAILED: resuming on ${_np} ranks: status ${_rc}")
+  endif()
+endforeach()
+file(REMOVE_RECURSE "${DIR}")
+message("kill_restart: OK")
