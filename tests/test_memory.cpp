@@ -53,7 +53,7 @@ double ratio_after_epoch(E& engine, const Architecture& arch, const detail::FitL
   std::iota(order.rbegin(), order.rend(), std::size_t{0});  // reversed: the rows are gathered
   {
     detail::SingleThreadedBlas one_blas_thread;
-    (void)engine.epoch(d, order, 0, [](std::size_t, double) {});
+    (void)engine.epoch(d, order, 0, detail::Range{0, SIZE_MAX}, {}, [](std::size_t, double) {});
   }
   const std::uint64_t actual = reported_bytes(engine.memory());
   const FitMemory est = detail::estimate_fit_memory(arch, f);

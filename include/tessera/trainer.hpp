@@ -179,6 +179,40 @@ struct EngineFor<Replicate> {
 
 }  // namespace detail
 
+/// What a fit will do, resolved before anything is built: Trainer::plan(model, data).
+struct FitPlan {
+  std::string policies;           ///< every family's choice, defaults filled in
+  std::size_t workers = 1;        ///< worker threads (or GPUs) of each process
+  std::size_t processes = 1;      ///< ranks
+  std::size_t replicas = 1;       ///< data-parallel replicas: a step trains replicas x batch rows
+  std::size_t batch = 0;          ///< rows per replica per step (fitted to the data)
+  std::size_t global_batch = 0;   ///< rows per step
+  std::size_t micro_batches = 1;
+  std::size_t steps_per_epoch = 0;
+  std::size_t epochs = 0;
+  std::string layout;             ///< the stages of a pipeline, the split of a column split
+  FitMemory memory;               ///< this process's host memory, per worker and besides
+  bool memory_known = false;      ///< false for a Partition choice of the user's
+  /// Several lines, as `describe()` prints them.
+  [[nodiscard]] std::string describe() const {
+    std::string s = "policies: " + policies + "\nworkers: " + std::to_string(workers) + " per process x " +
+                    std::to_string(processes) + " process(es); " + std::to_string(replicas) +
+                    " data-parallel replica(s)\nbatch: " + std::to_string(batch) + " rows per replica per step, " +
+                    std::to_string(global_batch) + " per step" +
+                    (micro_batches > 1 ? " in " + std::to_string(micro_batches) + " micro-batches" : std::string()) +
+                    "\nsteps: " + std::to_string(steps_per_epoch) + " per epoch x " + std::to_string(epochs) +
+                    " epochs\n";
+    if (!layout.empty()) s += "layout: " + layout + "\n";
+    if (memory_known) {
+      const std::size_t n = memory.workers.size();
+      s += "memory (" + std::string(memory.device ? "device" : "host") + "): about " +
+           detail::format_bytes(memory.bytes()) + " in this process; " + (n > 1 ? "per worker at most " : "the worker ") +
+           memory.largest_worker().describe() + "; besides the workers " + memory.process_only.describe() + "\n";
+    }
+    return s;
+  }
+};
+
 template <class... Ps>
 class Trainer {
  public:
@@ -245,6 +279,51 @@ class Trainer {
   History fit(Model& model, const data::Dataset& train, const data::Dataset& validation, const Checkpoint& from,
               Callbacks&&... cbs) {
     return fit_impl(model, train, &validation, &from, cbs...);
+  }
+
+  /// What fit(model, train) would do - policies, workers x ranks, batches, steps, the pipeline's
+  /// stages, the memory per worker - without training. Checks the inputs as fit does. Under MPI
+  /// it is collective like fit (every rank calls it).
+  [[nodiscard]] FitPlan plan(const Model& model, const data::Dataset& train) const {
+    check_inputs(model, train, nullptr);
+    using group_device = std::conditional_t<detail::host_memory<device>, Cpu, device>;
+    detail::GroupRequest request;
+    request.workers = workers();
+    request.one_per_process = !replicates && across;
+    request.options = &opt_;
+    auto group = detail::GroupFor<reduce, group_device>::template make<!replicates && across>(request);
+    if constexpr (requires { detail::EngineFor<partition>::validate(model.architecture(), 1, 1, 1, true); })
+      detail::EngineFor<partition>::validate(model.architecture(), group->lanes(), group->processes(), opt_.micro_batches,
+                                             across);
+    const detail::EngineConfig cfg = engine_config(train, *group);
+    FitPlan p;
+    p.policies = std::string("DataSplit<") + policies::split::name + ">, Load<" + policies::load::name +
+                 ">, Partition<" + partition::name + ">, Reduce<" + reduce::name + ">, Sync<" + sync::name +
+                 (sync::period ? "<" + std::to_string(sync::period) + ">" : "") + ">, Device<" + device_name() + ">";
+    p.workers = group->lanes();
+    p.processes = group->processes();
+    p.replicas = replica_count(*group);
+    p.micro_batches = cfg.micro_batches;
+    p.epochs = opt_.epochs;
+    const std::size_t rows = train.sharded() ? *std::max_element(cfg.process_rows.begin(), cfg.process_rows.end())
+                                             : train.rows();
+    const std::size_t spread = replicates ? (train.sharded() ? group->lanes() : p.replicas) : p.replicas;
+    p.batch = detail::fitted_batch(cfg.batch, rows, spread, cfg.micro_batches);
+    p.global_batch = p.batch * p.replicas;
+    p.steps_per_epoch = train.sharded() ? (rows + p.batch * spread - 1) / (p.batch * spread)
+                                        : (train.rows() + p.global_batch - 1) / p.global_batch;
+    if constexpr (LayerwiseChoice<partition>) {
+      p.layout = std::to_string(cfg.stages) + " stages x " + std::to_string(cfg.replicas) + " replica(s), " +
+                 to_string(cfg.schedule) + ": " + plan_stages(model.architecture(), cfg.stages, cfg.balance).describe();
+    } else if constexpr (std::same_as<partition, Columnwise>) {
+      p.layout = "dense layers split by columns and rows over " +
+                 std::to_string(across ? group->processes() : group->lanes()) + " workers";
+    }
+    if (const auto f = detail::fit_layout<policies>(optimizer_, cfg, *group, train.rows())) {
+      p.memory = detail::estimate_fit_memory(model.architecture(), *f);
+      p.memory_known = true;
+    }
+    return p;
   }
 
   [[nodiscard]] Evaluation evaluate(const Model& model, const data::Dataset& d) const {
@@ -598,7 +677,8 @@ class Trainer {
     const std::size_t spe = engine.steps_per_epoch(train.rows());
     detail::ProgressLine progress(group.process() == 0 && detail::this_process_writes().load() ? opt_.progress
                                                                                               : Progress::never,
-                                  opt_.epochs, spe);
+                                  opt_.epochs, spe, n,
+                                  run.from ? static_cast<double>(run.from->epoch * spe + run.from->step) : 0.0);
     History h;
     std::size_t first_epoch = 0;
     detail::EpochResult first;  // the resumed epoch's result so far

@@ -13,6 +13,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -294,18 +295,20 @@ inline void check_fit_memory(const FitMemory& need, const AvailableMemory& avail
 /// configuration and group, the estimate, and the check against this process's memory. A fit on
 /// a device whose memory is not the host's, or with a Partition choice of the user's, is not
 /// checked. Ranks that share a node share its memory: each takes its share.
+/// The layout of a fit from its policies, configuration and group (null for a Partition choice
+/// of the user's, whose buffers are not known here).
 template <class Policies, class Group>
-void check_fit_memory(const Architecture& arch, const optim::Optimizer& o, const EngineConfig& cfg, Group& group,
-                      std::size_t rows, const std::string& where = "Trainer::fit") {
+std::optional<FitLayout> fit_layout(const optim::Optimizer& o, const EngineConfig& cfg, Group& group, std::size_t rows) {
   using partition = typename Policies::partition;
   using device = typename Policies::device;
   using Comm = std::remove_cvref_t<decltype(group.lane(std::size_t{0}))>;
   constexpr bool host = std::same_as<device, Cpu> || requires { requires device::host_memory; };
   constexpr bool known = partition::replicates || LayerwiseChoice<partition> || std::same_as<partition, Columnwise>;
-  if constexpr (!host || !known) {
-    return;
+  if constexpr (!known) {
+    return std::nullopt;
   } else {
     FitLayout f;
+    f.device = !host;
     f.partition = partition::replicates        ? FitPartition::replicate
                   : LayerwiseChoice<partition> ? FitPartition::layerwise
                                                : FitPartition::columnwise;
@@ -332,6 +335,20 @@ void check_fit_memory(const Architecture& arch, const optim::Optimizer& o, const
     const std::size_t enough = std::max<std::size_t>(ceil_div(most, std::max<std::size_t>(spread, 1)),
                                                      std::max<std::size_t>(cfg.micro_batches, 1));
     f.batch = std::min(cfg.batch, enough);
+    return f;
+  }
+}
+
+template <class Policies, class Group>
+void check_fit_memory(const Architecture& arch, const optim::Optimizer& o, const EngineConfig& cfg, Group& group,
+                      std::size_t rows, const std::string& where = "Trainer::fit") {
+  using device = typename Policies::device;
+  constexpr bool host = std::same_as<device, Cpu> || requires { requires device::host_memory; };
+  const std::optional<FitLayout> layout = fit_layout<Policies>(o, cfg, group, rows);
+  if (!host || !layout) {
+    return;
+  } else {
+    const FitLayout& f = *layout;
     const FitMemory need = estimate_fit_memory(arch, f);
     AvailableMemory have = available_memory();
     const std::size_t neighbours = f.processes > 1 ? ranks_on_this_node() : 1;
