@@ -22,16 +22,27 @@ namespace tessera::comm {
 class OneGpuGroup {
  public:
   OneGpuGroup() { detail::cuda_check(cudaGetDevice(&device_), "cudaGetDevice", "choosing the GPU to train on"); }
+  /// Lanes (worker threads) of this process.
   [[nodiscard]] std::size_t lanes() const noexcept { return 1; }
+  /// The handle lane `w` uses (made on the calling thread, used on lane w's).
   [[nodiscard]] SelfComm lane(std::size_t) const noexcept { return {}; }
+  /// Processes training together.
   [[nodiscard]] std::size_t processes() const noexcept { return 1; }
+  /// This process's index among them.
   [[nodiscard]] std::size_t process() const noexcept { return 0; }
+  /// The device lane `w` drives (GPU index; 0 on the CPU).
   [[nodiscard]] int device(std::size_t) const noexcept { return device_; }
+  /// Every process passes the same value for `what`, or every one throws Error naming what differs.
   void agree(const std::string&, const std::string&) {}
+  /// Process 0's n floats of `p` to every process.
   void broadcast(float*, std::size_t) {}
+  /// The n doubles of `p` summed over the processes, in place.
   void sum(double*, std::size_t, const char*) {}
+  /// Wakes every lane of this process waiting in the group; they throw.
   void abort() noexcept {}
+  /// Clears a failure, before the lanes of a new run start.
   void reset() {}
+  /// This process stops; the other processes are told, with `message`.
   void fail(const std::string&) noexcept {}
 
  private:

@@ -35,12 +35,21 @@ namespace tessera::comm {
 /// GPU the set-up agreement, the initial parameters and failures go through MPI.
 class NcclGroup {
  public:
+  /// The processes' side (one process per GPU), empty in one process.
   struct Host {  ///< the processes' side (one process per GPU), empty in one process
+    ///@{
+    /// Processes training together and this one's index.
     std::size_t processes = 1, process = 0;
+    ///@}
+    /// agree() across processes.
     std::function<void(const std::string&, const std::string&)> agree;
+    /// broadcast() across processes.
     std::function<void(float*, std::size_t)> broadcast;
+    /// sum() across processes.
     std::function<void(double*, std::size_t, const char*)> sum;
   };
+  /// One lane per communicator of `comms`; `how` says how they were made (in describe()), `peers` and
+  /// `host` reach the other processes.
   NcclGroup(std::vector<nccl::Communicator> comms, std::string how, NcclPeers peers, Host host)
       : comms_(std::move(comms)), how_(std::move(how)), peers_(std::move(peers)), host_(std::move(host)) {
     auto watch = peers_.watch;
@@ -52,23 +61,33 @@ class NcclGroup {
   NcclGroup(const NcclGroup&) = delete;
   NcclGroup& operator=(const NcclGroup&) = delete;
 
+  /// Lanes (worker threads) of this process.
   [[nodiscard]] std::size_t lanes() const noexcept { return comms_.size(); }
+  /// The handle lane `w` uses (made on the calling thread, used on lane w's).
   [[nodiscard]] NcclLane lane(std::size_t w) const { return NcclLane(comms_[w], peers_); }
+  /// Processes training together.
   [[nodiscard]] std::size_t processes() const noexcept { return host_.processes; }
+  /// This process's index among them.
   [[nodiscard]] std::size_t process() const noexcept { return host_.process; }
+  /// The device lane `w` drives (GPU index; 0 on the CPU).
   [[nodiscard]] int device(std::size_t w) const noexcept { return comms_[w].device(); }
+  /// "N GPU(s) over NCCL (how)", for messages.
   [[nodiscard]] std::string describe() const { return std::to_string(comms_[0].size()) + " GPU(s) over NCCL (" + how_ + ")"; }
+  /// Every process passes the same value for `what`, or every one throws Error naming what differs.
   void agree(const std::string& what, const std::string& value) {
     if (host_.agree) host_.agree(what, value);
   }
+  /// Process 0's n floats of `p` to every process.
   void broadcast(float* p, std::size_t n) {
     if (host_.broadcast) host_.broadcast(p, n);
   }
+  /// The n doubles of `p` summed over the processes, in place.
   void sum(double* p, std::size_t n, const char* what) {
     if (host_.sum) host_.sum(p, n, what);
   }
   /// A lane failed: the others stop at their next wait (they poll).
   void abort() noexcept { aborted_.store(true); }
+  /// Clears a failure, before the lanes of a new run start.
   void reset() { aborted_.store(false); }
   /// Once no lane runs: the other processes are told, and the collectives still pending on the
   /// GPUs end (ncclCommAbort), so that nothing waits for a failed GPU.
@@ -78,6 +97,7 @@ class NcclGroup {
     if (peers_.tell) peers_.tell(why);
     for (auto& c : comms_) c.abort();
   }
+  /// The NCCL communicator of lane `lane`.
   [[nodiscard]] const nccl::Communicator& communicator(std::size_t lane) const { return comms_[lane]; }
 
  private:

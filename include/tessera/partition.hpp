@@ -137,12 +137,16 @@ class PartitionedModel {
 /// A model cut into pipeline stages on worker threads (workers = stages x replicas).
 class Pipeline : public detail::PartitionedModel<detail::LayerwiseEngine<detail::CpuWorker, comm::LocalGroup>> {
  public:
+  /// A pipeline of `options.stages` stages over the layers of `model`. Throws Error
+  /// (ErrorKind::invalid_argument) when the options do not fit the model (see PipelineOptions).
   explicit Pipeline(const Model& model, PipelineOptions options = {})
       : PartitionedModel(model, checked(model, options).stages * options.replicas, model.architecture(),
                          model.weight_decay(), optim::sgd(1.0), model.parameters(), options, std::size_t{1}, std::size_t{1}) {}
+  /// Which layers and parameters each stage holds.
   [[nodiscard]] const StagePlan& plan() const noexcept { return engine_->plan(); }
   /// Busy versus waiting time of the workers over the calls so far.
   [[nodiscard]] const PipelineStats& stats() const noexcept { return engine_->stats(); }
+  /// Clears the busy and elapsed times of stats().
   void reset_stats() noexcept { engine_->reset_stats(); }
 
  private:
@@ -155,6 +159,8 @@ class Pipeline : public detail::PartitionedModel<detail::LayerwiseEngine<detail:
 /// A model whose dense layers are split across worker threads by columns and rows.
 class ColumnSplit : public detail::PartitionedModel<detail::ColumnEngine<detail::CpuWorker, comm::LocalGroup>> {
  public:
+  /// The dense layers of `model` split over `workers` threads. Throws Error
+  /// (ErrorKind::invalid_argument) when `workers` is 0.
   explicit ColumnSplit(const Model& model, std::size_t workers = 2)
       : PartitionedModel(model, checked(model, workers), model.architecture(), model.weight_decay(), model.parameters(),
                          optim::sgd(1.0), std::size_t{1}, std::size_t{1}, std::size_t{1}) {}

@@ -80,11 +80,17 @@ struct PolicySet {
   static_assert(detail::family_count<family::sync, Ps...> <= 1, "tessera::Trainer: more than one Sync<...> policy; give at most one per family");
   static_assert(detail::family_count<family::device, Ps...> <= 1, "tessera::Trainer: more than one Device<...> policy; give at most one per family");
 
+  /// The DataSplit given, or DataSplit<Uniform>.
   using split = detail::choice_of<family::data_split, DataSplit<Uniform>, Ps...>;
+  /// The Load given, or Load<Sequential>.
   using load = detail::choice_of<family::load, Load<Sequential>, Ps...>;
+  /// The Partition given, or Partition<Replicate>.
   using partition = detail::choice_of<family::partition, Partition<Replicate>, Ps...>;
+  /// The Reduce given, or Reduce<ThreadAllreduce>.
   using reduce = detail::choice_of<family::reduce, Reduce<ThreadAllreduce>, Ps...>;
+  /// The Sync given, or Sync<EveryStep>.
   using sync = detail::choice_of<family::sync, Sync<EveryStep>, Ps...>;
+  /// The Device given, or Device<Cpu>.
   using device = detail::choice_of<family::device, Device<Cpu>, Ps...>;
 
   static_assert(SplitChoice<split>, "tessera::Trainer: DataSplit<X> needs X = Uniform, Random or Stratified, or a type "
@@ -102,6 +108,7 @@ struct PolicySet {
                                       "tessera::DeviceType (device/concepts.hpp)");
 
   // ---- the rules: every combination that cannot run, refused here, once -------------------------
+  /// True when the device is a GPU.
   static constexpr bool gpu = detail::is_gpu<device>;
   static_assert(!(reduce::gpu && !gpu),
                 "tessera::Trainer: Reduce<NcclAllreduce> requires Device<Cuda>; use Reduce<ThreadAllreduce> or "

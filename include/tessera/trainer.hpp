@@ -48,9 +48,12 @@ namespace tessera {
 /// Deterministic mode: bitwise-identical parameters whatever the number of workers and ranks.
 /// `.deterministic = true`, or `.deterministic = {true, 24}` for 24 logical shards per step.
 struct Determinism {
+  /// Off unless set.
   bool enabled = false;
   std::size_t shards = 12;  ///< logical shards per global batch (1 to 16384)
+  /// `.deterministic = on` or `{on, logical_shards}`.
   constexpr Determinism(bool on = false, std::size_t logical_shards = 12) noexcept : enabled(on), shards(logical_shards) {}
+  /// Whether it is on.
   constexpr explicit operator bool() const noexcept { return enabled; }
 };
 
@@ -58,27 +61,37 @@ struct Determinism {
 /// bucket_bytes each, last layer first) started during the backward pass; off: one sum after it.
 /// `.overlap = false`, or `.overlap = {true, 1 << 20}` for buckets of at least 1 MiB.
 struct Overlap {
+  /// On unless set.
   bool enabled = true;
+  /// Smallest bucket, in bytes.
   std::size_t bucket_bytes = std::size_t{4} << 20;
+  /// `.overlap = on` or `{on, bytes}`.
   constexpr Overlap(bool on = true, std::size_t bytes = std::size_t{4} << 20) noexcept : enabled(on), bucket_bytes(bytes) {}
+  /// Whether it is on.
   constexpr explicit operator bool() const noexcept { return enabled; }
 };
 
+/// How a Trainer trains: batch, epochs, seed, workers and modes.
 struct TrainerOptions {
   // the run
   std::size_t batch_size = 32;  ///< samples per data-parallel replica per step (a worker; a pipeline; a split model)
+  /// Passes over the training data.
   std::size_t epochs = 10;
   std::uint64_t seed = 0;       ///< keys every shuffle of the run
   // the workers
   std::size_t workers = 0;      ///< worker threads of each process; 0: one per hardware thread
   std::size_t micro_batches = 1;  ///< forward/backward passes per replica per step (gradient accumulation)
+  /// Bitwise-identical results whatever the number of workers (Determinism).
   Determinism deterministic{};
+  /// Progress lines on stderr.
   Progress progress = Progress::automatic;
+  /// Gradient sums during the backward pass (Overlap).
   Overlap overlap{};
 };
 
 /// Loss and the metrics that apply to the model's loss (NaN where they do not).
 struct Evaluation {
+  /// Mean loss (the model's loss, its weight penalty included).
   double loss = NAN;
   double accuracy = NAN;  ///< classification
   double log_loss = NAN;  ///< classification
@@ -187,9 +200,9 @@ struct FitPlan {
   std::size_t replicas = 1;       ///< data-parallel replicas: a step trains replicas x batch rows
   std::size_t batch = 0;          ///< rows per replica per step (fitted to the data)
   std::size_t global_batch = 0;   ///< rows per step
-  std::size_t micro_batches = 1;
-  std::size_t steps_per_epoch = 0;
-  std::size_t epochs = 0;
+  std::size_t micro_batches = 1;  ///< forward/backward passes per replica per step
+  std::size_t steps_per_epoch = 0;  ///< optimizer steps of one epoch
+  std::size_t epochs = 0;         ///< of the fit
   std::string layout;             ///< the stages of a pipeline, the split of a column split
   FitMemory memory;               ///< this process's host memory, per worker and besides
   bool memory_known = false;      ///< false for a Partition choice of the user's
@@ -213,12 +226,19 @@ struct FitPlan {
   }
 };
 
+/// Trains models with the policies `Ps...`, at most one per family (DataSplit, Load, Partition, Reduce,
+/// Sync, Device), in any order; defaults fill the rest. A wrong policy is a compile error naming it.
 template <class... Ps>
 class Trainer {
  public:
+  /// The policies, defaults filled in.
   using policies = PolicySet<Ps...>;
+  /// The Device policy's choice.
   using device = typename policies::device;
 
+  /// A trainer with `options` and `optimizer`. Throws Error (ErrorKind::invalid_argument) for a batch
+  /// size or epoch count of 0, too many workers, micro_batches outside [1, batch_size],
+  /// deterministic.shards out of range or overlap.bucket_bytes below 4.
   Trainer(TrainerOptions options, optim::Optimizer optimizer) : opt_(options), optimizer_(optimizer) {
     detail::require(options.batch_size > 0, ErrorKind::invalid_argument, "Trainer: batch_size must be at least 1, got 0");
     detail::require(options.workers <= detail::max_workers, ErrorKind::invalid_argument,
@@ -246,7 +266,9 @@ class Trainer {
     return hw ? hw : 1;
   }
 
+  /// The options it trains with.
   [[nodiscard]] const TrainerOptions& options() const noexcept { return opt_; }
+  /// The optimizer it trains with.
   [[nodiscard]] const optim::Optimizer& optimizer() const noexcept { return optimizer_; }
 
   /// Trains `model` on `train`; the model's parameters change only if the whole fit succeeds (or
@@ -275,6 +297,7 @@ class Trainer {
   History fit(Model& model, const data::Dataset& train, const Checkpoint& from, Callbacks&&... cbs) {
     return fit_impl(model, train, nullptr, &from, cbs...);
   }
+  /// Resumes the fit that wrote `from`, evaluating on `validation` after every epoch.
   template <class... Callbacks>
   History fit(Model& model, const data::Dataset& train, const data::Dataset& validation, const Checkpoint& from,
               Callbacks&&... cbs) {
@@ -326,6 +349,8 @@ class Trainer {
     return p;
   }
 
+  /// Loss and metrics of `model` on `d`. Throws Error (ErrorKind::shape) when `d` does not fit the
+  /// model.
   [[nodiscard]] Evaluation evaluate(const Model& model, const data::Dataset& d) const {
     check_data(model, d, "Trainer::evaluate");
     Evaluation e;
@@ -341,6 +366,7 @@ class Trainer {
     return e;
   }
 
+  /// The model's predictions for the rows of `x`, one row each.
   [[nodiscard]] Matrix predict(const Model& model, MatrixView x) const { return model.predict(x); }
 
  private:

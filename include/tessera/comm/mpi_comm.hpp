@@ -108,6 +108,8 @@ class Communicator;
 /// file is in place or throws the same Error.
 class Environment {
  public:
+  /// Initialises MPI with the program's `argc` and `argv` (both may be null) unless it already is, and
+  /// opens the job channel; finalises it on destruction when it initialised it.
   Environment(int* argc = nullptr, char*** argv = nullptr);
   ~Environment();
   Environment(const Environment&) = delete;
@@ -126,9 +128,13 @@ class Environment {
 /// One message of an exchange(): `count` floats at `data` to or from rank `peer`, matched by `tag`
 /// (below 16384).
 struct Transfer {
+  /// The floats sent or received.
   float* data = nullptr;
+  /// Number of floats.
   std::size_t count = 0;
+  /// The other rank.
   int peer = 0;
+  /// Matches a send with its receive (below 16384).
   int tag = 0;
 };
 
@@ -140,6 +146,7 @@ class Communicator {
 
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
+  /// Takes over `o`'s communicator.
   Communicator(Communicator&& o) noexcept
       : comm_(o.comm_), owned_(o.owned_), rank_(o.rank_), size_(o.size_), notices_(std::move(o.notices_)),
         queue_(std::move(o.queue_)), scratch_(std::move(o.scratch_)), members_(std::move(o.members_)) {
@@ -157,8 +164,11 @@ class Communicator {
     if (owned_) MPI_Comm_free(&comm_);
   }
 
+  /// This process's rank in the communicator.
   [[nodiscard]] int rank() const noexcept { return rank_; }
+  /// Processes in the communicator.
   [[nodiscard]] int size() const noexcept { return size_; }
+  /// The MPI communicator itself.
   [[nodiscard]] MPI_Comm native() const noexcept { return comm_; }
 
   /// In place: buf[0..n) becomes the sum over ranks. `what` names the buffer in messages.
@@ -169,6 +179,8 @@ class Communicator {
     Ring r{buf, n, what};
     while (!advance(r)) wait_all(r.req, 2, "all_reduce", what, r.peer, n);
   }
+  /// The sum over ranks of the n doubles of `buf`, in place on every rank; throws Error naming `what`
+  /// when a rank failed.
   void all_reduce(double* buf, std::size_t n, const char* what = "buffer") const {
     if (size_ == 1 || n == 0) return;
     // a few values (losses, flags): MPI's own non-blocking sum
@@ -236,6 +248,7 @@ class Communicator {
     }
   }
 
+  /// Returns once every rank has called it; throws Error naming `what` when a rank failed.
   void barrier(const char* what = "barrier") const {
     MPI_Request q = MPI_REQUEST_NULL;
     check(MPI_Ibarrier(comm_, &q), "MPI_Barrier");

@@ -88,8 +88,10 @@ class Communicator {
     read_shape();
   }
 
+  /// Takes over `o`'s communicator.
   Communicator(Communicator&& o) noexcept
       : comm_(std::exchange(o.comm_, nullptr)), device_(o.device_), rank_(o.rank_), size_(o.size_) {}
+  /// Takes over `o`'s communicator, destroying its own.
   Communicator& operator=(Communicator&& o) noexcept {
     if (this != &o) {
       destroy();
@@ -104,18 +106,26 @@ class Communicator {
   Communicator& operator=(const Communicator&) = delete;
   ~Communicator() { destroy(); }
 
+  /// This GPU's rank in the communicator.
   [[nodiscard]] int rank() const noexcept { return rank_; }
+  /// GPUs in the communicator.
   [[nodiscard]] int size() const noexcept { return size_; }
+  /// The CUDA device it runs on.
   [[nodiscard]] int device() const noexcept { return device_; }
+  /// The NCCL communicator itself.
   [[nodiscard]] ncclComm_t get() const noexcept { return comm_; }
 
   /// In place on device memory, in `stream` order (returns at once).
   void all_reduce(float* p, std::size_t n, ncclRedOp_t op, cudaStream_t stream, const char* what) const {
     check(ncclAllReduce(p, p, n, ncclFloat32, op, comm_, stream), "ncclAllReduce", rank_, size_, device_, what, comm_);
   }
+  /// ncclAllReduce of the n doubles of `p` with `op`, in place, enqueued on `stream`; throws Error
+  /// (ErrorKind::runtime) naming `what` when NCCL fails.
   void all_reduce(double* p, std::size_t n, ncclRedOp_t op, cudaStream_t stream, const char* what) const {
     check(ncclAllReduce(p, p, n, ncclFloat64, op, comm_, stream), "ncclAllReduce", rank_, size_, device_, what, comm_);
   }
+  /// ncclBroadcast of rank `root`'s n floats of `p`, enqueued on `stream`; throws Error
+  /// (ErrorKind::runtime) naming `what` when NCCL fails.
   void broadcast(float* p, std::size_t n, int root, cudaStream_t stream, const char* what) const {
     check(ncclBroadcast(p, p, n, ncclFloat32, root, comm_, stream), "ncclBroadcast", rank_, size_, device_, what, comm_);
   }

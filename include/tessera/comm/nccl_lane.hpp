@@ -30,7 +30,9 @@ namespace tessera::comm {
 /// What an NCCL group watches while a lane waits, and tells when it fails (one process per GPU:
 /// the other processes, over MPI).
 struct NcclPeers {
+  /// Called while a wait goes on: throws when another process failed.
   std::function<void(const char* what)> watch;
+  /// Tells the other processes that this one fails, and why.
   std::function<void(const std::string& why)> tell;
   double limit = 0.0;  ///< seconds a wait may last (0: no limit)
 };
@@ -39,11 +41,14 @@ struct NcclPeers {
 /// context bound (Device<Cuda>::Lane).
 class NcclLane {
  public:
+  /// Whether the lanes share one address space: they may then pass one buffer to a collective.
   static constexpr bool shared_memory = false;
 
+  /// A lane on GPU communicator `c`, watching `peers` while it waits.
   NcclLane(const nccl::Communicator& c, const NcclPeers& peers) : c_(&c), peers_(&peers) {}
   NcclLane(const NcclLane&) = delete;
   NcclLane& operator=(const NcclLane&) = delete;
+  /// Takes over `o`'s events.
   NcclLane(NcclLane&& o) noexcept
       : c_(o.c_), peers_(o.peers_), comm_(std::exchange(o.comm_, nullptr)), ready_(std::exchange(o.ready_, nullptr)),
         done_(std::exchange(o.done_, nullptr)), host_(std::exchange(o.host_, nullptr)), device_(std::move(o.device_)),
@@ -55,11 +60,17 @@ class NcclLane {
     if (host_) (void)cudaFreeHost(host_);
   }
 
+  /// This lane's rank among every lane of the group, 0 to size() - 1.
   [[nodiscard]] std::size_t rank() const noexcept { return static_cast<std::size_t>(c_->rank()); }
+  /// Lanes of the group, those of every process together.
   [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(c_->size()); }
+  /// This lane's rank among the lanes of its process.
   [[nodiscard]] std::size_t local_rank() const noexcept { return 0; }
+  /// Lanes of this process in the group.
   [[nodiscard]] std::size_t local_size() const noexcept { return 1; }
 
+  /// out = scale x the sum over lanes of `in`, n floats (in == out allowed; shared-memory lanes may pass
+  /// one `out`).
   void all_reduce(const float* in, float* out, std::size_t n, const char* what = "buffer", float scale = 1.0f) {
     after_compute();
     nccl::check(ncclAllReduce(in, out, n, ncclFloat32, ncclSum, c_->get(), comm_), "ncclAllReduce", c_->rank(),
@@ -107,6 +118,7 @@ class NcclLane {
     nccl::check(ncclGroupEnd(), "ncclGroupEnd", c_->rank(), c_->size(), c_->device(), what, c_->get());
     before_compute();
   }
+  /// Lane `root`'s n floats of `p` to every lane.
   void broadcast(float* p, std::size_t n, std::size_t root, const char* what = "buffer") {
     after_compute();
     c_->broadcast(p, n, static_cast<int>(root), comm_, what);
@@ -120,15 +132,20 @@ class NcclLane {
                 c_->rank(), c_->size(), c_->device(), what, c_->get());
     pending_ = true;
   }
+  /// Advances the sums started by start_all_reduce().
   void progress() {}
+  /// Completes every sum started by start_all_reduce().
   void finish(const char* = "") {
     if (pending_) before_compute();
     pending_ = false;
   }
+  /// Returns once every lane of the group has called it (`what` names the wait in messages); throws when
+  /// the group failed.
   void barrier(const char* what = "barrier") {
     double zero = 0.0;
     all_reduce(&zero, 1, what);
   }
+  /// Returns once every lane of this process has called it.
   void local_barrier(const char* = "") {}
   /// Throws when NCCL reports an asynchronous error or another process failed.
   void check(const char* what = "") {

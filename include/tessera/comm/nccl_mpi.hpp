@@ -20,8 +20,12 @@ namespace tessera::nccl {
 /// This rank's place in a communicator of one GPU per rank: the shared id, its rank, the number of
 /// ranks, and the CUDA device it drives (its rank among the ranks of its machine).
 struct RankSeat {
+  /// The NCCL id every rank shares (rank 0's).
   ncclUniqueId id{};
+  ///@{
+  /// This rank, the number of ranks, and the CUDA device it drives.
   int rank = 0, size = 1, device = 0;
+  ///@}
 };
 
 /// Collective over `world`. `gpus`: the CUDA devices this process sees; `problem`: a reason this

@@ -141,6 +141,7 @@ class ThreadComm;
 /// The worker threads of one process. Made once per fit; lane(w) is thread w's handle.
 class ThreadGroup {
  public:
+  /// A group of `lanes` threads (at least 1).
   explicit ThreadGroup(std::size_t lanes) : n_(lanes < 1 ? 1 : lanes), boxes_(n_) {
     std::vector<std::size_t> all(n_);
     for (std::size_t w = 0; w < n_; ++w) all[w] = w;
@@ -150,7 +151,9 @@ class ThreadGroup {
   ThreadGroup(const ThreadGroup&) = delete;
   ThreadGroup& operator=(const ThreadGroup&) = delete;
 
+  /// Lanes (worker threads) of this process.
   [[nodiscard]] std::size_t lanes() const noexcept { return n_; }
+  /// The handle lane `w` uses (made on the calling thread, used on lane w's).
   [[nodiscard]] ThreadComm lane(std::size_t w);
 
   /// Wakes every lane waiting in the group (or in a sub-group); they throw Aborted.
@@ -166,6 +169,7 @@ class ThreadGroup {
       b->ready.notify_all();
     }
   }
+  /// True once a lane called abort().
   [[nodiscard]] bool aborted() const noexcept { return aborted_.load(std::memory_order_acquire); }
   /// Before the lanes of a new run start: no abort, no stale message.
   void reset() {
@@ -218,19 +222,29 @@ class ThreadGroup {
 /// One lane's handle on a ThreadGroup (or on a sub-group made by split).
 class ThreadComm {
  public:
+  /// Whether the lanes share one address space: they may then pass one buffer to a collective.
   static constexpr bool shared_memory = true;
 
+  /// Lane `rank` of `g`; made by ThreadGroup::lane().
   ThreadComm(ThreadGroup& g, detail_thread::Shared& s, std::size_t rank) : g_(&g), s_(&s), rank_(rank) {}
 
+  /// This lane's rank among every lane of the group, 0 to size() - 1.
   [[nodiscard]] std::size_t rank() const noexcept { return rank_; }
+  /// Lanes of the group, those of every process together.
   [[nodiscard]] std::size_t size() const noexcept { return s_->lanes.size(); }
+  /// This lane's rank among the lanes of its process.
   [[nodiscard]] std::size_t local_rank() const noexcept { return rank_; }
+  /// Lanes of this process in the group.
   [[nodiscard]] std::size_t local_size() const noexcept { return size(); }
   /// The lane of the whole ThreadGroup this handle belongs to.
   [[nodiscard]] std::size_t group_lane() const noexcept { return s_->lanes[rank_]; }
 
+  /// Returns once every lane of the group has called it (`what` names the wait in messages); throws when
+  /// the group failed.
   void barrier(const char* = "barrier") { sync(); }
+  /// Returns once every lane of this process has called it.
   void local_barrier(const char* = "barrier") { sync(); }
+  /// Throws when the group failed; returns at once otherwise.
   void check(const char* = "") const {
     if (g_->aborted()) throw detail::Aborted{};
   }
@@ -283,6 +297,7 @@ class ThreadComm {
     sync();  // no lane reuses its input before every slice is summed
     return r;
   }
+  /// True: on threads the sum and the update that reads it are one pass (reduce_apply()).
   [[nodiscard]] bool can_reduce_apply() const noexcept { return true; }
   /// Calls f(slice, gradient) with gradient(i) the sum over lanes of in[slice.lo + i], without
   /// writing the sum anywhere: a reduce-scatter fused into what consumes it (the optimizer
@@ -360,14 +375,18 @@ class ThreadComm {
     pending_hi_ = std::max(pending_hi_, hi);
     (void)lo;
   }
+  /// Advances the sums started by start_all_reduce().
   void progress() {}
+  /// Completes every sum started by start_all_reduce().
   void finish(const char* what = "") {
     if (!pending_in_) return;
     all_reduce(pending_in_, pending_out_, pending_hi_, what);
     pending_in_ = nullptr;
   }
 
+  /// A buffer of `n` floats for send(), a recycled one when there is one.
   [[nodiscard]] std::vector<float> buffer(std::size_t n) { return g_->take_buffer(n); }
+  /// Gives a received buffer back for reuse.
   void recycle(std::vector<float>&& v) { g_->recycle(std::move(v)); }
   /// Sends `data` to rank `peer` of this group; never blocks.
   void send(std::size_t peer, int tag, std::vector<float>&& data, const char* = "") {
@@ -430,6 +449,7 @@ class ThreadComm {
     return ThreadComm(*g_, *sub, my_rank);
   }
 
+  /// The group it belongs to.
   [[nodiscard]] ThreadGroup& group() const noexcept { return *g_; }
 
  private:
@@ -518,13 +538,21 @@ namespace tessera::comm {
 /// The worker threads of one process training alone (Reduce<ThreadAllreduce>): the Group of a fit.
 class LocalGroup : public ThreadGroup {
  public:
+  /// A group of `lanes` threads in this one process.
   using ThreadGroup::ThreadGroup;
+  /// Processes training together.
   [[nodiscard]] std::size_t processes() const noexcept { return 1; }
+  /// This process's index among them.
   [[nodiscard]] std::size_t process() const noexcept { return 0; }
+  /// The device lane `w` drives (GPU index; 0 on the CPU).
   [[nodiscard]] int device(std::size_t) const noexcept { return 0; }
+  /// Every process passes the same value for `what`, or every one throws Error naming what differs.
   void agree(const std::string&, const std::string&) {}
+  /// Process 0's n floats of `p` to every process.
   void broadcast(float*, std::size_t) {}
+  /// The n doubles of `p` summed over the processes, in place.
   void sum(double*, std::size_t, const char*) {}
+  /// This process stops; the other processes are told, with `message`.
   void fail(const std::string&) noexcept {}
 };
 

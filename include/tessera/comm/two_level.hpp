@@ -29,6 +29,7 @@ class TwoLevelGroup {
   /// Buckets a step may start (whole layers, at least bucket_bytes each: far fewer in practice).
   static constexpr std::size_t max_buckets = 4096;
 
+  /// `workers` threads in this process, joined to the other processes through `cross`.
   TwoLevelGroup(std::size_t workers, Cross cross)
       : local_(workers), cross_(std::move(cross)), ins_(local_.lanes(), nullptr),
         arrivals_(std::make_unique<std::atomic<std::uint64_t>[]>(max_buckets)) {
@@ -37,13 +38,19 @@ class TwoLevelGroup {
   TwoLevelGroup(const TwoLevelGroup&) = delete;
   TwoLevelGroup& operator=(const TwoLevelGroup&) = delete;
 
+  /// Lanes (worker threads) of this process.
   [[nodiscard]] std::size_t lanes() const noexcept { return local_.lanes(); }
+  /// The handle lane `w` uses (made on the calling thread, used on lane w's).
   [[nodiscard]] TwoLevelComm<Cross> lane(std::size_t w);
+  /// Processes training together.
   [[nodiscard]] std::size_t processes() const { return cross_.size(); }
+  /// This process's index among them.
   [[nodiscard]] std::size_t process() const { return cross_.rank(); }
+  /// The device lane `w` drives (GPU index; 0 on the CPU).
   [[nodiscard]] int device(std::size_t) const noexcept { return 0; }
   /// The process-level communicator (main thread only).
   [[nodiscard]] Cross& cross() noexcept { return cross_; }
+  /// Wakes every lane of this process waiting in the group; they throw.
   void abort() noexcept { local_.abort(); }
   /// Before the lanes of a new run start. The bucket arrivals count on across runs, as each
   /// lane's step count does.
@@ -61,31 +68,46 @@ class TwoLevelGroup {
 template <class Cross>
 class TwoLevelComm {
  public:
+  /// Whether the lanes share one address space: they may then pass one buffer to a collective.
   static constexpr bool shared_memory = true;
 
+  /// Lane of `g`: `local` among the threads, `cross` to the other processes (lane 0; nullptr on the
+  /// others).
   TwoLevelComm(TwoLevelGroup<Cross>& g, ThreadComm local, Cross* cross)
       : g_(&g), local_(local), cross_(cross), procs_(g.processes()), proc_(g.process()) {}
 
+  /// Processes in the group.
   [[nodiscard]] std::size_t processes() const noexcept { return procs_; }
+  /// This lane's rank among every lane of the group, 0 to size() - 1.
   [[nodiscard]] std::size_t rank() const noexcept { return proc_ * local_.size() + local_.rank(); }
+  /// Lanes of the group, those of every process together.
   [[nodiscard]] std::size_t size() const noexcept { return procs_ * local_.size(); }
+  /// This lane's rank among the lanes of its process.
   [[nodiscard]] std::size_t local_rank() const noexcept { return local_.rank(); }
+  /// Lanes of this process in the group.
   [[nodiscard]] std::size_t local_size() const noexcept { return local_.size(); }
   /// The threads of this process, and the process-level communicator (lane 0; null elsewhere).
   [[nodiscard]] ThreadComm& local() noexcept { return local_; }
+  /// The communicator across processes (nullptr on lanes other than 0).
   [[nodiscard]] Cross* cross() noexcept { return cross_; }
 
+  /// Returns once every lane of this process has called it.
   void local_barrier(const char* what = "barrier") { local_.barrier(what); }
+  /// Returns once every lane of the group has called it (`what` names the wait in messages); throws when
+  /// the group failed.
   void barrier(const char* what = "barrier") {
     local_.barrier(what);
     if (cross_) cross_->barrier(what);
     local_.barrier(what);
   }
+  /// Throws when the group failed; returns at once otherwise.
   void check(const char* what = "") {
     local_.check(what);
     if (cross_) cross_->check(what);
   }
 
+  /// out = scale x the sum over lanes of `in`, n floats (in == out allowed; shared-memory lanes may pass
+  /// one `out`).
   void all_reduce(const float* in, float* out, std::size_t n, const char* what = "", float scale = 1.0f) {
     if (processes() == 1) return local_.all_reduce(in, out, n, what, scale);
     local_.all_reduce(in, out, n, what, 1.0f);  // each distinct out holds this process's sum
@@ -93,6 +115,7 @@ class TwoLevelComm {
     local_.barrier(what);
     local_.scale_from(out, n, 0, scale);  // lane 0's result (and scale) into every distinct out
   }
+  /// The sum over lanes of the n doubles of `p`, in place on every lane.
   void all_reduce(double* p, std::size_t n, const char* what = "") {
     local_.all_reduce(p, n, what, [&](double* sum, std::size_t count) {
       if (cross_ && processes() > 1) cross_->all_reduce(sum, count, what);
@@ -100,6 +123,8 @@ class TwoLevelComm {
   }
   /// On the threads of one process the sum and the update that reads it are one pass.
   [[nodiscard]] bool can_reduce_apply() const noexcept { return processes() == 1; }
+  /// Sums `in` over the lanes and calls `f` on this lane's slice of the sum, in one pass (one process
+  /// only: see can_reduce_apply()).
   template <class F>
   void reduce_apply(const float* in, std::size_t n, const char* what, F&& f) {
     local_.reduce_apply(in, n, what, std::forward<F>(f));
@@ -163,6 +188,7 @@ class TwoLevelComm {
     }
     cross_->start_all_reduce(out, out, lo, hi, what);
   }
+  /// Advances the sums started by start_all_reduce().
   void progress() {
     if (cross_) cross_->progress();
   }
@@ -174,7 +200,9 @@ class TwoLevelComm {
     local_.barrier(what);
   }
 
+  /// A buffer of `n` floats for send(), a recycled one when there is one.
   [[nodiscard]] std::vector<float> buffer(std::size_t n) { return cross_ && local_size() == 1 ? cross_->buffer(n) : local_.buffer(n); }
+  /// Gives a received buffer back for reuse.
   void recycle(std::vector<float>&& v) {
     if (cross_ && local_size() == 1) cross_->recycle(std::move(v));
     else local_.recycle(std::move(v));
@@ -184,10 +212,13 @@ class TwoLevelComm {
     if (local_size() == 1) return cross_->send(peer, tag, std::move(data), what);
     local_.send(local_peer(peer), tag, std::move(data), what);
   }
+  /// Blocks until the message `tag` of `count` floats from lane `peer` arrives; throws when the group
+  /// failed.
   std::vector<float> recv(std::size_t peer, int tag, std::size_t count, const char* what = "") {
     if (local_size() == 1) return cross_->recv(peer, tag, count, what);
     return local_.recv(local_peer(peer), tag, count, what);
   }
+  /// The sub-group of the lanes passing the same `color`, ranked by `key`; every lane calls it.
   TwoLevelComm split(std::size_t color, std::size_t key) {
     if (processes() == 1) return TwoLevelComm(*g_, local_.split(color, key), cross_);
     detail::require(local_size() == 1, ErrorKind::invalid_argument,

@@ -48,12 +48,14 @@ inline LastError& last_error_record() {
 /// names what and where; `kind()` allows programmatic handling.
 class Error : public std::runtime_error {
  public:
+  /// An error of `kind`; what() is "tessera: " followed by `message`.
   Error(ErrorKind kind, const std::string& message)
       : std::runtime_error("tessera: " + message), kind_(kind) {
     detail::LastError& last = detail::last_error_record();
     const std::lock_guard<std::mutex> lock(last.mutex);
     last.text = message.substr(0, 900);
   }
+  /// What kind of error this is.
   [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
 
  private:

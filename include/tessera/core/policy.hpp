@@ -17,12 +17,48 @@ struct sync {};
 struct device {};
 }  // namespace family
 
+/// Family DataSplit: which rows each worker trains on in each epoch; `Choice` is Uniform, Random or
+/// Stratified (tessera/split/choices.hpp).
 template <class Choice> struct DataSplit { using tessera_family = family::data_split; using choice = Choice; };
+/// Family Load: how a worker's batches are prepared; `Choice` is Sequential or Prefetch
+/// (tessera/load/choices.hpp).
 template <class Choice> struct Load { using tessera_family = family::load; using choice = Choice; };
+/// Family Partition: how the model is laid out over workers; `Choice` is Replicate, Layerwise,
+/// LayerwiseWith or Columnwise (tessera/partition/choices.hpp).
 template <class Choice> struct Partition { using tessera_family = family::partition; using choice = Choice; };
+/// Family Reduce: how gradients are summed over workers; `Choice` is ThreadAllreduce, MpiAllreduce
+/// or NcclAllreduce (tessera/reduce/choices.hpp).
 template <class Choice> struct Reduce { using tessera_family = family::reduce; using choice = Choice; };
+/// Family Sync: when replicas agree; `Choice` is EveryStep, Periodic<K> or Sharded
+/// (tessera/sync/sync.hpp).
 template <class Choice> struct Sync { using tessera_family = family::sync; using choice = Choice; };
+/// Family Device: where kernels run; `Choice` is Cpu or Cuda (tessera/device/).
 template <class Choice> struct Device { using tessera_family = family::device; using choice = Choice; };
+
+/// \typedef tessera::DataSplit::tessera_family
+/// The family tag, family::data_split.
+/// \typedef tessera::DataSplit::choice
+/// The wrapped choice, `Choice`.
+/// \typedef tessera::Load::tessera_family
+/// The family tag, family::load.
+/// \typedef tessera::Load::choice
+/// The wrapped choice, `Choice`.
+/// \typedef tessera::Partition::tessera_family
+/// The family tag, family::partition.
+/// \typedef tessera::Partition::choice
+/// The wrapped choice, `Choice`.
+/// \typedef tessera::Reduce::tessera_family
+/// The family tag, family::reduce.
+/// \typedef tessera::Reduce::choice
+/// The wrapped choice, `Choice`.
+/// \typedef tessera::Sync::tessera_family
+/// The family tag, family::sync.
+/// \typedef tessera::Sync::choice
+/// The wrapped choice, `Choice`.
+/// \typedef tessera::Device::tessera_family
+/// The family tag, family::device.
+/// \typedef tessera::Device::choice
+/// The wrapped choice, `Choice`.
 
 /// Any type that names a tessera policy family.
 template <class P>

@@ -14,6 +14,7 @@ namespace tessera::rng {
 
 /// Four 32-bit words: Philox's counter and output block.
 struct Block {
+  /// The four 32-bit words.
   std::uint32_t v[4];
 };
 

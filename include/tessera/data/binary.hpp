@@ -21,7 +21,9 @@
 
 namespace tessera::data {
 
+/// Which rows read_binary() reads, and whether it verifies the file's checksum.
 struct BinaryReadOptions {
+  /// First row to read (0-based).
   std::size_t first_row = 0;
   std::size_t row_count = SIZE_MAX;  ///< SIZE_MAX: up to the last row
   bool verify_checksum = true;       ///< only when the whole file is read

@@ -25,24 +25,34 @@ inline constexpr LastColumn last_column{};
 
 /// A column: a 0-based index, a header name, or `last_column`.
 struct ColumnRef {
+  /// How the column is named.
   enum class Kind { last, index, name };
+  /// Which of the three forms this is.
   Kind kind = Kind::last;
+  /// 0-based column index (Kind::index).
   std::size_t index = 0;
+  /// Header name (Kind::name).
   std::string name;
 
+  /// The last column.
   ColumnRef(LastColumn) noexcept {}  // NOLINT(google-explicit-constructor): all implicit by design
+  /// Column `i` (0-based). Throws Error (ErrorKind::invalid_argument) when `i` is negative.
   template <std::integral I>
     requires(!std::same_as<I, bool>)
   ColumnRef(I i) : kind(Kind::index), index(static_cast<std::size_t>(i)) {
     if constexpr (std::is_signed_v<I>)
       detail::require(i >= 0, ErrorKind::invalid_argument, "column index " + std::to_string(i) + " is negative");
   }
+  /// The column whose header is `n`.
   ColumnRef(const char* n) : kind(Kind::name), name(n) {}
+  /// The column whose header is `n`.
   ColumnRef(std::string n) : kind(Kind::name), name(std::move(n)) {}
 };
 
+/// How read_csv() reads a file.
 struct CsvOptions {
   ColumnRef label = last_column;  ///< the target column; the others are the features
+  /// Field separator.
   char delimiter = ',';
   bool header = true;             ///< first non-blank line holds column names (may be "quoted")
   bool allow_non_finite = false;  ///< accept nan / inf in features and labels

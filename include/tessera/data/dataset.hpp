@@ -15,8 +15,14 @@ namespace tessera::data {
 /// [first_row, first_row + rows()) of `total_rows`. count == 1: the whole data set. A sharded
 /// Dataset is what one rank of Reduce<MpiAllreduce> trains on (data::read_binary_shard).
 struct Shard {
+  ///@{
+  /// This shard's index and the number of shards.
   std::size_t index = 0, count = 1;
+  ///@}
+  ///@{
+  /// This shard's first row in the whole data set and the whole data set's rows.
   std::size_t first_row = 0, total_rows = 0;
+  ///@}
 };
 
 /// Rows [first, first + count) of `total` that shard `index` of `count` holds: contiguous blocks,
@@ -27,15 +33,20 @@ inline std::pair<std::size_t, std::size_t> shard_rows(std::size_t total, std::si
   return {lo, lo + q + (index < r ? 1 : 0)};
 }
 
+/// Features and targets, one row per sample, with the column names when read from a file.
 struct Dataset {
   Matrix features;                         ///< rows x cols, row-major
   std::vector<float> targets;              ///< rows x target_dim
+  /// Targets per row (1 for a class index or a scalar; more for several outputs).
   std::size_t target_dim = 1;
   std::vector<std::string> feature_names;  ///< empty or one per column
+  /// Name of the target column, empty when unknown.
   std::string target_name;
   Shard shard;                             ///< the whole data set unless read as a shard
 
   Dataset() = default;
+  /// Features `x` with targets `y`, `tdim` per row. Throws Error (ErrorKind::shape) unless y.size() ==
+  /// x.rows() * tdim and tdim > 0.
   Dataset(Matrix x, std::vector<float> y, std::size_t tdim = 1) : features(std::move(x)), targets(std::move(y)), target_dim(tdim) {
     detail::require(tdim > 0 && targets.size() == features.rows() * tdim, ErrorKind::shape,
                     "Dataset: " + std::to_string(features.rows()) + " rows need " +
@@ -43,13 +54,19 @@ struct Dataset {
                         " per row), got " + std::to_string(targets.size()));
   }
 
+  /// Number of samples held (of this shard when sharded).
   [[nodiscard]] std::size_t rows() const noexcept { return features.rows(); }
+  /// Number of features.
   [[nodiscard]] std::size_t cols() const noexcept { return features.cols(); }
+  /// True when it holds no rows.
   [[nodiscard]] bool empty() const noexcept { return features.rows() == 0; }
+  /// True when it is one shard of several (see Shard).
   [[nodiscard]] bool sharded() const noexcept { return shard.count > 1; }
   /// Rows of the whole data set: total_rows for a shard, rows() otherwise.
   [[nodiscard]] std::size_t total_rows() const noexcept { return sharded() ? shard.total_rows : rows(); }
+  /// The features as a view.
   [[nodiscard]] MatrixView x() const noexcept { return features.view(); }
+  /// The targets, row-major, target_dim per row.
   [[nodiscard]] std::span<const float> y() const noexcept { return targets; }
 
   /// Number of classes when the targets are class indices: 1 + the largest label. Every label

@@ -24,8 +24,11 @@ inline std::vector<std::size_t> permutation(std::size_t n, std::uint64_t seed, s
   return out;
 }
 
+/// How train_test_split() splits.
 struct SplitOptions {
+  /// Fraction of the rows that go to the test set, in (0, 1).
   double test_fraction = 0.2;
+  /// Seed of the shuffle: the same seed, the same split.
   std::uint64_t seed = 0;
   bool stratify = false;  ///< keep class proportions (targets are class indices)
 };

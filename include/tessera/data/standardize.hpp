@@ -17,6 +17,7 @@ namespace tessera::data {
 class Standardizer {
  public:
   Standardizer() = default;
+  /// Fitted on the columns of `x` (see fit()).
   explicit Standardizer(MatrixView x) { fit(x); }
   /// A fitted standardizer from its statistics (what a model file stores): one mean and one
   /// inverse scale per column, as many of each, at least one column, every mean finite and every
@@ -37,6 +38,8 @@ class Standardizer {
     }
   }
 
+  /// Computes each column's mean and standard deviation over the rows of `x` (population, 1/n); returns
+  /// *this. Throws Error (ErrorKind::invalid_argument) when `x` has no rows.
   Standardizer& fit(MatrixView x) {
     detail::require(x.rows > 0, ErrorKind::invalid_argument, "Standardizer::fit: no rows to fit on");
     mean_.assign(x.cols, 0.0f);
@@ -53,6 +56,8 @@ class Standardizer {
     return *this;
   }
 
+  /// Standardizes `x` in place. Throws Error: ErrorKind::invalid_argument before fit(), ErrorKind::shape
+  /// when the columns differ from those fitted on.
   void transform_in_place(Matrix& x) const {
     detail::require(!mean_.empty(), ErrorKind::invalid_argument, "Standardizer::transform: fit it first");
     detail::require(x.cols() == mean_.size(), ErrorKind::shape,
@@ -61,6 +66,7 @@ class Standardizer {
     for (std::size_t r = 0; r < x.rows(); ++r)
       for (std::size_t c = 0; c < x.cols(); ++c) x(r, c) = (x(r, c) - mean_[c]) * scale_[c];
   }
+  /// `d` with its features standardized (the targets unchanged); throws as transform_in_place().
   [[nodiscard]] Dataset transform(Dataset d) const {
     transform_in_place(d.features);
     return d;
@@ -68,6 +74,7 @@ class Standardizer {
 
   /// Columns it was fitted on (0 before fit).
   [[nodiscard]] std::size_t columns() const noexcept { return mean_.size(); }
+  /// Mean per column.
   [[nodiscard]] const std::vector<float>& mean() const noexcept { return mean_; }
   /// 1 / standard deviation per column (1 for constant columns).
   [[nodiscard]] const std::vector<float>& inverse_scale() const noexcept { return scale_; }

@@ -20,6 +20,7 @@ struct Cpu {
   template <class T>
   using vector = std::vector<T>;
 
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Cpu";
   /// The host reads this device's memory: host communicators serve it.
   static constexpr bool host_memory = true;
@@ -31,27 +32,33 @@ struct Cpu {
   static void download(const float* device_src, float* host_dst, std::size_t n) {
     std::copy(device_src, device_src + n, host_dst);
   }
+  /// Copies n floats between host and device memory.
   static void upload(const float* host_src, float* device_dst, std::size_t n) {
     std::copy(host_src, host_src + n, device_dst);
   }
 
   /// Nothing to wait for: work on the CPU is done when its call returns.
   static void synchronize() noexcept {}
+  /// Nothing to wait for.
   template <class Check>
   static void wait(Check&&) noexcept {}
 
   /// What a lane binds on its thread: nothing on the CPU.
   struct Lane {
+    /// Nothing to set up.
     explicit Lane(int = 0) noexcept {}
     struct Bound {};
+    /// Nothing to bind.
     [[nodiscard]] Bound bind() noexcept { return {}; }
   };
 
+  /// C = alpha op(A) op(B) + beta C, row-major (CBLAS sgemm).
   static void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                    const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                    std::size_t ldc) {
     detail::blas::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
+  /// y = alpha op(A) x + beta y, row-major (CBLAS sgemv).
   static void gemv(bool trans, std::size_t m, std::size_t n, float alpha, const float* a, std::size_t lda,
                    const float* x, float beta, float* y) {
     detail::blas::gemv(trans, m, n, alpha, a, lda, x, beta, y);

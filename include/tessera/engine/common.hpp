@@ -26,7 +26,9 @@ struct WorkerMemory {
   std::size_t gradients = 0;        ///< its gradient buffer
   std::size_t optimizer_state = 0;  ///< momentum / Adam moments of the parameters it updates
   std::size_t activations = 0;      ///< activation stash and backward scratch
+  /// Parameters, gradients and optimizer state.
   [[nodiscard]] std::size_t model_floats() const noexcept { return parameters + gradients + optimizer_state; }
+  /// All of it in bytes (4 per float).
   [[nodiscard]] std::size_t bytes() const noexcept { return 4 * (model_floats() + activations); }
 };
 
@@ -36,7 +38,9 @@ struct WorkerMemory {
 struct PipelineStats {
   double busy_seconds = 0.0;    ///< summed over workers
   double worker_seconds = 0.0;  ///< workers x elapsed, summed over steps
+  /// Steps measured.
   std::size_t steps = 0;
+  /// 1 - busy_seconds / worker_seconds (0 before any step).
   [[nodiscard]] double bubble_fraction() const noexcept {
     return worker_seconds > 0.0 ? 1.0 - busy_seconds / worker_seconds : 0.0;
   }
@@ -60,6 +64,7 @@ enum class Balance {
 /// engine and the number of workers: a checkpoint holds it, and another engine (other workers,
 /// ranks or stages) takes it up.
 struct TrainingState {
+  /// The model's parameters.
   std::vector<float> parameters;
   std::vector<std::vector<float>> moments;  ///< optimizer state buffers (momentum: 1, Adam: 2)
   std::uint64_t steps = 0;                  ///< optimizer steps taken (Adam's bias correction)

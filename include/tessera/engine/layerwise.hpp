@@ -36,11 +36,15 @@
 
 namespace tessera {
 
+/// How Partition<Layerwise> (or a Pipeline) divides and schedules a model.
 struct PipelineOptions {
+  /// Pipeline stages (workers per replica).
   std::size_t stages = 2;
   std::size_t micro_batches = 4;  ///< per replica per step
   std::size_t replicas = 1;       ///< data-parallel pipelines (workers = stages x replicas)
+  /// GPipe or 1F1B.
   Schedule schedule = Schedule::one_f_one_b;
+  /// What the stages balance.
   Balance balance = Balance::cost;
 };
 

@@ -16,28 +16,44 @@ namespace tessera {
 
 /// One dense layer to build: `out` units, then `activation`.
 struct DenseSpec {
+  /// Units of the layer (its output width).
   std::size_t out = 0;
+  /// Applied to x W + b.
   Activation activation = Activation::identity;
 };
 
 /// A built dense layer: y = act(x W + b), W is in x out row-major at `offset` in the flat buffer,
 /// b (out values) follows it.
 struct DenseLayer {
+  ///@{
+  /// Input and output widths.
   std::size_t in = 0, out = 0;
+  ///@}
+  /// Applied to x W + b.
   Activation activation = Activation::identity;
+  /// Index of W's first value in the model's flat parameter buffer.
   std::size_t offset = 0;
 
+  /// Weights: in x out.
   [[nodiscard]] std::size_t weight_count() const noexcept { return in * out; }
+  /// Index of b's first value in the flat buffer (right after W).
   [[nodiscard]] std::size_t bias_offset() const noexcept { return offset + in * out; }
+  /// Weights and biases: in x out + out.
   [[nodiscard]] std::size_t parameter_count() const noexcept { return in * out + out; }
 };
 
+/// A model's shape: its input width, its dense layers laid out in one flat buffer, and its loss.
 struct Architecture {
+  /// Features per input row.
   std::size_t input_dim = 0;
+  /// The dense layers, input to output.
   std::vector<DenseLayer> layers;
+  /// Applied to the last layer's output.
   Loss loss = Loss::mean_squared_error;
 
   Architecture() = default;
+  /// Layers of `specs` on `input` features, laid out one after the other. Throws Error
+  /// (ErrorKind::invalid_argument) when `input` is 0, `specs` is empty or a layer has no units.
   Architecture(std::size_t input, const std::vector<DenseSpec>& specs, Loss l) : input_dim(input), loss(l) {
     detail::require(input > 0, ErrorKind::invalid_argument, "model: the input dimension must be positive, got 0");
     detail::require(!specs.empty(), ErrorKind::invalid_argument, "model: at least one dense layer is needed");
@@ -60,10 +76,13 @@ struct Architecture {
                         std::to_string(output_dim()));
   }
 
+  /// Width of the last layer (0 without layers).
   [[nodiscard]] std::size_t output_dim() const noexcept { return layers.empty() ? 0 : layers.back().out; }
+  /// Weights and biases of every layer.
   [[nodiscard]] std::size_t parameter_count() const noexcept {
     return layers.empty() ? 0 : layers.back().offset + layers.back().parameter_count();
   }
+  /// The widest layer, input included.
   [[nodiscard]] std::size_t max_width() const noexcept {
     std::size_t w = input_dim;
     for (const auto& l : layers) w = l.out > w ? l.out : w;
@@ -87,6 +106,7 @@ struct Architecture {
     }
     return s + " | " + to_string(loss);
   }
+  /// True when both describe the same layers and loss.
   friend bool operator==(const Architecture& a, const Architecture& b) { return a.describe() == b.describe(); }
 };
 

@@ -11,6 +11,7 @@
 
 namespace tessera {
 
+/// How check_gradients() compares the analytic gradient with central differences.
 struct GradientCheckOptions {
   float epsilon = 1e-3f;     ///< relative step: h = epsilon * max(1, |w|)
   double tolerance = 2e-2;   ///< max |analytic - numeric| / max(|analytic|, |numeric|, floor)
@@ -19,14 +20,20 @@ struct GradientCheckOptions {
   std::size_t stride = 1;    ///< check every stride-th parameter (1 = all)
 };
 
+/// What check_gradients() found.
 struct GradientCheckResult {
+  /// True when every checked parameter is within the tolerance.
   bool ok = true;
+  /// Parameters compared.
   std::size_t checked = 0;
   std::size_t skipped = 0;    ///< parameters next to a kink (ReLU at 0), where the two
                               ///< difference quotients (steps h and h/2) disagree with each other
   double max_error = 0.0;     ///< the largest relative error seen
   std::size_t worst = 0;      ///< flat index of the parameter with that error
+  ///@{
+  /// Both gradients at `worst`.
   double analytic = 0.0, numeric = 0.0;  ///< both gradients at `worst`
+  ///@}
   std::string where;          ///< "layer 1 weight (3, 7)" or "layer 0 bias 2"
 };
 

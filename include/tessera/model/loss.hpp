@@ -20,9 +20,13 @@ inline const char* to_string(Loss l) noexcept {
 
 /// Spelling used in model construction: `models::mlp({64, 128, 10}, act::relu, loss::softmax_cross_entropy)`.
 namespace loss {
+/// Mean squared error (short name of mean_squared_error).
 inline constexpr Loss mse = Loss::mean_squared_error;
+/// Mean squared error, for regression.
 inline constexpr Loss mean_squared_error = Loss::mean_squared_error;
+/// Binary cross-entropy on a sigmoid output, for two classes (targets 0 or 1).
 inline constexpr Loss binary_cross_entropy = Loss::binary_cross_entropy;
+/// Softmax cross-entropy, for class indices as targets.
 inline constexpr Loss softmax_cross_entropy = Loss::softmax_cross_entropy;
 }  // namespace loss
 

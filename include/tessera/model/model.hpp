@@ -20,6 +20,7 @@
 
 namespace tessera {
 
+/// How a model's parameters are initialised, and its weight decay.
 struct ModelOptions {
   std::uint64_t seed = 0;     ///< initialisation seed
   float weight_decay = 0.0f;  ///< L2 penalty 0.5 * weight_decay * |W|^2 on weights (not biases)
@@ -30,8 +31,10 @@ struct ModelOptions {
 class Model {
  public:
   Model() = default;
+  /// A model of `layers` on `input_dim` features; see Architecture for what it throws.
   Model(std::size_t input_dim, const std::vector<DenseSpec>& layers, Loss loss, ModelOptions options = {})
       : Model(Architecture(input_dim, layers, loss), options) {}
+  /// A model of `arch`, its parameters initialised from `options.seed`.
   explicit Model(Architecture arch, ModelOptions options = {})
       : arch_(std::move(arch)), weight_decay_(options.weight_decay) {
     check_weight_decay(options.weight_decay);
@@ -47,17 +50,27 @@ class Model {
                         " parameters, got " + std::to_string(params_.size()));
   }
 
+  /// Its input width, layers and loss.
   [[nodiscard]] const Architecture& architecture() const noexcept { return arch_; }
+  /// Features per input row.
   [[nodiscard]] std::size_t input_dim() const noexcept { return arch_.input_dim; }
+  /// Values per output row.
   [[nodiscard]] std::size_t output_dim() const noexcept { return arch_.output_dim(); }
+  /// Number of parameters (weights and biases).
   [[nodiscard]] std::size_t parameter_count() const noexcept { return params_.size(); }
+  /// The loss it is trained with.
   [[nodiscard]] Loss loss() const noexcept { return arch_.loss; }
+  /// L2 penalty factor on the weights (0: none).
   [[nodiscard]] float weight_decay() const noexcept { return weight_decay_; }
+  /// Sets the weight decay. Throws Error (ErrorKind::invalid_argument) when `wd` is negative or not
+  /// finite.
   void set_weight_decay(float wd) {
     check_weight_decay(wd);
     weight_decay_ = wd;
   }
+  /// The flat parameter buffer, layer by layer (W row-major, then b).
   [[nodiscard]] std::span<float> parameters() noexcept { return params_; }
+  /// The flat parameter buffer, layer by layer (W row-major, then b).
   [[nodiscard]] std::span<const float> parameters() const noexcept { return params_; }
 
   /// The input transform: the preprocessing between raw rows and the features the layers see,
@@ -79,6 +92,7 @@ class Model {
                         std::to_string(s.columns()) + " columns");
     transform_ = data::Standardizer(s.mean(), s.inverse_scale());  // validates the statistics
   }
+  /// Removes the input transform: predict_raw() then takes standardized rows as they are.
   void clear_input_transform() noexcept { transform_.reset(); }
   /// The attached transform, or nullptr.
   [[nodiscard]] const data::Standardizer* input_transform() const noexcept {
@@ -101,6 +115,7 @@ class Model {
     return predict_classes(transform_input(raw));
   }
 
+  /// True when architecture, weight decay, input transform and parameters are equal.
   friend bool operator==(const Model& a, const Model& b) {
     return a.arch_ == b.arch_ && a.weight_decay_ == b.weight_decay_ && a.params_ == b.params_ &&
            a.transform_ == b.transform_;
@@ -185,12 +200,14 @@ class Model {
            (weight_decay_ > 0.0f ? net.weight_penalty(params_.data(), weight_decay_) : 0.0);
   }
 
+  /// Throws Error (ErrorKind::shape), naming `where`, unless `x` has input_dim() columns.
   void check_input(MatrixView x, const char* where) const {
     detail::require(x.cols == input_dim(), ErrorKind::shape,
                     std::string("model.") + where + ": the model (" + arch_.describe() + ") expects " +
                         std::to_string(input_dim()) + " features per row, got a " + shape_string(x.rows, x.cols) +
                         " matrix");
   }
+  /// Throws Error (ErrorKind::shape), naming `where`, unless `n` targets fit `rows` rows.
   void check_targets(std::size_t rows, std::size_t n, const char* where) const {
     detail::require(n == rows * arch_.target_dim(), ErrorKind::shape,
                     std::string("model.") + where + ": " + std::to_string(rows) + " rows need " +

@@ -26,12 +26,22 @@ namespace tessera {
 /// is a partial sum (`sum_output`: all-reduced before bias and activation), and a column-split
 /// layer, whose gradient at the input is one (`sum_input_gradient`).
 struct LayerView {
+  ///@{
+  /// Input width, output width, and index of W in the worker's flat buffer.
   std::size_t in = 0, out = 0, offset = 0;
+  ///@}
+  /// Applied after the bias.
   Activation activation = Activation::identity;
+  ///@{
+  /// Whether the product is a partial sum, and the input gradient a sum, over the column split.
   bool sum_output = false, sum_input_gradient = false;
+  ///@}
 
+  /// Weights: in x out.
   [[nodiscard]] std::size_t weight_count() const noexcept { return in * out; }
+  /// Index of the first bias.
   [[nodiscard]] std::size_t bias_offset() const noexcept { return offset + in * out; }
+  /// Weights and biases.
   [[nodiscard]] std::size_t parameter_count() const noexcept { return in * out + out; }
 };
 
@@ -56,9 +66,12 @@ struct NoLayerDone {
 };
 }  // namespace detail
 
+/// The forward and backward passes of a stack of dense layers on device `Dev`, with the activations of
+/// `slots` micro-batches of up to capacity() rows.
 template <class Dev>
 class Network {
  public:
+  /// The device's float vector.
   using vector = typename Dev::template vector<float>;
 
   /// Layers as this worker holds them; `loss` applies after the last one when this network
@@ -69,10 +82,15 @@ class Network {
   Network(const Architecture& arch, std::size_t max_rows)
       : Network(layer_views(arch, 0, arch.layers.size()), arch.loss, max_rows, 1, arch.is_linear_least_squares()) {}
 
+  /// Input width of the first layer.
   [[nodiscard]] std::size_t in_width() const noexcept { return layers_.front().in; }
+  /// Output width of the last layer.
   [[nodiscard]] std::size_t out_width() const noexcept { return layers_.back().out; }
+  /// Activation sets (micro-batches in flight).
   [[nodiscard]] std::size_t slots() const noexcept { return acts_.size(); }
+  /// Rows each activation set holds.
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  /// The layers as this worker holds them.
   [[nodiscard]] const std::vector<LayerView>& layers() const noexcept { return layers_; }
   /// Floats held for activations and backward scratch.
   [[nodiscard]] std::size_t activation_floats() const noexcept {
@@ -82,6 +100,7 @@ class Network {
     return n;
   }
 
+  /// As above; `fused` takes the fused least-squares kernel (one linear layer on squared error).
   Network(std::vector<LayerView> layers, Loss loss, std::size_t max_rows, std::size_t slots, bool fused)
       : layers_(std::move(layers)), loss_(loss), fused_(fused), acts_(std::max<std::size_t>(slots, 1)) {
     for (const LayerView& L : layers_) widest_ = std::max({widest_, L.in, L.out});

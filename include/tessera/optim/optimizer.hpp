@@ -11,13 +11,24 @@
 
 namespace tessera::optim {
 
+/// An optimizer and its hyper-parameters; make one with sgd(), momentum(), nesterov(), adam() or
+/// adamw().
 struct Optimizer {
+  ///@{
+  /// The update rule.
   enum class Kind { sgd, momentum, adam } kind = Kind::sgd;
+  ///@}
+  /// Base learning rate (scaled by `schedule`).
   double learning_rate = 0.01;
   double momentum = 0.0;      ///< momentum: mu
+  /// Nesterov's look-ahead (with momentum).
   bool nesterov = false;
+  ///@{
+  /// Adam's moment decay rates and denominator guard.
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+  ///@}
   double decoupled_weight_decay = 0.0;  ///< AdamW's w -= lr * wd * w (separate from the model's L2)
+  /// How the learning rate changes over the epochs.
   Schedule schedule{};
 
   /// Same optimizer with a learning-rate schedule.
@@ -30,6 +41,7 @@ struct Optimizer {
   [[nodiscard]] std::size_t state_buffers() const noexcept {
     return kind == Kind::sgd ? 0 : kind == Kind::momentum ? 1 : 2;
   }
+  /// A one-line description, e.g. "adam(lr=0.001, ...)".
   [[nodiscard]] std::string describe() const {
     switch (kind) {
       case Kind::sgd: return "sgd(lr=" + std::to_string(learning_rate) + ")";

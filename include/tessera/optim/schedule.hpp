@@ -9,8 +9,13 @@
 
 namespace tessera::optim {
 
+/// A learning-rate schedule: a factor of the base rate per (fractional) epoch; make one with
+/// step_decay() or cosine_decay().
 struct Schedule {
+  ///@{
+  /// Constant, step decay or cosine decay.
   enum class Kind { constant, step, cosine } kind = Kind::constant;
+  ///@}
   double every = 1.0;          ///< step: epochs between decays
   double gamma = 1.0;          ///< step: factor applied at each decay
   double min_factor = 0.0;     ///< cosine: final factor of the base rate

@@ -59,17 +59,23 @@ namespace tessera::optim {
 template <class Dev>
 class State {
  public:
+  /// The device's float vector.
   using vector = typename Dev::template vector<float>;
+  /// State for `n` parameters, zero, as `o` needs it.
   State(const Optimizer& o, std::size_t n) : opt_(o), n_(n) {
     if (o.state_buffers() >= 1) first_.assign(n, 0.0f);
     if (o.state_buffers() >= 2) second_.assign(n, 0.0f);
   }
 
+  /// Updates taken so far.
   [[nodiscard]] std::uint64_t steps() const noexcept { return t_; }
   /// Buffers of state per parameter (momentum: 1, Adam: 2), each n values on the device.
   [[nodiscard]] std::size_t buffers() const noexcept { return opt_.state_buffers(); }
+  /// State buffer `k` (0 or 1), n values on the device.
   [[nodiscard]] vector& buffer(std::size_t k) noexcept { return k == 0 ? first_ : second_; }
+  /// State buffer `k` (0 or 1), n values on the device.
   [[nodiscard]] const vector& buffer(std::size_t k) const noexcept { return k == 0 ? first_ : second_; }
+  /// The optimizer it updates with.
   [[nodiscard]] const Optimizer& optimizer() const noexcept { return opt_; }
 
   /// w <- update(w, g) with learning rate `lr` (the scheduled rate), one pass over all n values.

@@ -19,18 +19,31 @@ namespace tessera {
 /// One stage: layers [first_layer, end_layer), parameters [parameter_begin, parameter_end) of the
 /// model's flat buffer, and the stage's estimated cost or parameter count (as balanced).
 struct StageSpan {
+  ///@{
+  /// The stage's layers: [first_layer, end_layer).
   std::size_t first_layer = 0, end_layer = 0;
+  ///@}
+  ///@{
+  /// The stage's parameters: [parameter_begin, parameter_end) of the model's flat buffer.
   std::size_t parameter_begin = 0, parameter_end = 0;
+  ///@}
+  /// What it balances (cost or parameters).
   double weight = 0.0;
 
+  /// Number of layers.
   [[nodiscard]] std::size_t layers() const noexcept { return end_layer - first_layer; }
+  /// Number of parameters.
   [[nodiscard]] std::size_t parameters() const noexcept { return parameter_end - parameter_begin; }
 };
 
+/// How a pipeline's layers are divided into stages.
 struct StagePlan {
+  /// One span per stage, in order.
   std::vector<StageSpan> stages;
+  /// What the division balances.
   Balance balance = Balance::cost;
 
+  /// Number of stages.
   [[nodiscard]] std::size_t size() const noexcept { return stages.size(); }
   /// Largest stage weight over the mean stage weight: 1 is perfect balance.
   [[nodiscard]] double imbalance() const {

@@ -7,19 +7,31 @@
 
 namespace tessera {
 
+/// Gradients summed over the worker threads of one process.
 struct ThreadAllreduce {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "ThreadAllreduce";
+  /// Within one process.
   static constexpr bool across_processes = false;
+  /// Host memory.
   static constexpr bool gpu = false;
 };
+/// Gradients summed over the processes of an MPI job (component mpi), and over threads within each.
 struct MpiAllreduce {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "MpiAllreduce";
+  /// Across processes.
   static constexpr bool across_processes = true;
+  /// Host memory.
   static constexpr bool gpu = false;
 };
+/// Gradients summed on GPUs with NCCL (component nccl), one GPU per lane.
 struct NcclAllreduce {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "NcclAllreduce";
+  /// Across processes.
   static constexpr bool across_processes = true;
+  /// GPU memory (needs Device<Cuda>).
   static constexpr bool gpu = true;
 };
 

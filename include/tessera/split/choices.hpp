@@ -15,13 +15,17 @@ namespace tessera {
 
 /// The data's own order; contiguous equal shards.
 struct Uniform {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Uniform";
+  /// Empty: rows in file order.
   static std::vector<std::size_t> order(const data::Dataset&, std::uint64_t, std::uint32_t) { return {}; }
 };
 
 /// A permutation drawn from Philox keyed by (seed, epoch), redrawn each epoch.
 struct Random {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Random";
+  /// A permutation of the rows drawn from `seed` and `epoch`.
   static std::vector<std::size_t> order(const data::Dataset& d, std::uint64_t seed, std::uint32_t epoch) {
     return data::permutation(d.rows(), seed, epoch);
   }
@@ -31,7 +35,9 @@ struct Random {
 /// fractional position (i + u) / count, u a seeded jitter in [0, 1); sorting by position
 /// interleaves the classes, so that any window of the order keeps their proportions.
 struct Stratified {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Stratified";
+  /// A permutation of the rows from `seed` and `epoch` that deals each class evenly over the workers.
   static std::vector<std::size_t> order(const data::Dataset& d, std::uint64_t seed, std::uint32_t epoch) {
     const std::size_t k = d.num_classes();
     data::check_class_labels(d, k, "DataSplit<Stratified>");

@@ -15,11 +15,16 @@ namespace tessera {
 /// Lanes of one process share one replica and update a slice of it each; on threads the sum and
 /// the update are one pass (the communicator's reduce_apply).
 struct EveryStep {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "EveryStep";
+  /// Each lane updates a slice of its process's replica.
   static constexpr StateScope scope = StateScope::local_slice;
+  /// Gradient sums may start during the backward pass.
   static constexpr bool overlaps = true;
+  /// Not periodic.
   static constexpr std::size_t period = 0;
 
+  /// One step of lane state `s`: sums the gradients and updates.
   template <class S>
   static void step(S& s) {
     auto& c = s.comm;
@@ -46,11 +51,16 @@ struct EveryStep {
 template <std::size_t K>
 struct Periodic {
   static_assert(K >= 1, "tessera: Sync<Periodic<K>> needs K >= 1 (steps between parameter averaging)");
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Periodic";
+  /// Each lane updates its own replica.
   static constexpr StateScope scope = StateScope::replica;
+  /// No overlap with the backward pass.
   static constexpr bool overlaps = false;
+  /// Replicas are averaged every K steps.
   static constexpr std::size_t period = K;
 
+  /// One step of lane state `s`: a local update, and every K steps the average of the replicas.
   template <class S>
   static void step(S& s) {
     s.update(detail::Range{0, s.n}, detail::GradientOf{s.grad});
@@ -63,11 +73,16 @@ struct Periodic {
 /// replica with the optimizer state of that slice only (1/N of it per lane), and the parameters
 /// are all-gathered.
 struct Sharded {
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Sharded";
+  /// Each lane updates its slice of the whole parameter buffer (the optimizer state is sharded).
   static constexpr StateScope scope = StateScope::global_slice;
+  /// No overlap with the backward pass.
   static constexpr bool overlaps = false;
+  /// Not periodic.
   static constexpr std::size_t period = 0;
 
+  /// One step of lane state `s`: reduce-scatter, update of this lane's slice, all-gather.
   template <class S>
   static void step(S& s) {
     auto& c = s.comm;

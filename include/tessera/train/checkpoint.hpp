@@ -43,10 +43,18 @@ struct Checkpoint {
   std::uint64_t optimizer_steps = 0;         ///< updates taken (Adam's bias correction)
   std::size_t epoch = 0;                     ///< epochs finished
   std::size_t step = 0;                      ///< steps finished of epoch `epoch` (0 at an epoch's start)
+  /// Steps per epoch of the fit.
   std::size_t steps_per_epoch = 0;
   /// The unfinished epoch so far: its loss sum (bitwise what the rest of the epoch adds to) and times.
+  ///@{
+  /// The unfinished epoch so far: its loss sum (bitwise what the rest of the epoch adds to) and times.
   double loss_sum = 0.0, compute_seconds = 0.0, communication_seconds = 0.0, seconds = 0.0;
+  ///@}
+  ///@{
+  /// Partition<Layerwise> bubble accounting.
   double busy_seconds = 0.0, worker_seconds = 0.0;  ///< Partition<Layerwise> bubble accounting
+  ///@}
+  /// Steps of the pipeline bubble accounting.
   std::uint64_t pipeline_steps = 0;
   History history;    ///< the epochs finished
   std::string setup;  ///< "field: value" lines a resumed fit must match (model, data, global batch, ...)
@@ -234,6 +242,7 @@ inline Checkpoint parse_checkpoint(std::span<const unsigned char> bytes, const s
 struct StepPoint {
   std::size_t epoch = 0;            ///< 0-based; at an epoch's end: the next epoch, step 0
   std::size_t step = 0;             ///< steps done of that epoch
+  /// Steps per epoch of the fit.
   std::size_t steps_per_epoch = 0;
   std::uint64_t global_step = 0;    ///< epoch x steps_per_epoch + step
   double seconds = 0.0;             ///< since the fit started, the same on every process
@@ -277,9 +286,12 @@ inline std::string latest_checkpoint(const std::string& prefix) {
 
 /// A callback that writes a checkpoint every `steps` steps and/or every `seconds` seconds (at the
 /// first step boundary after), at a stop on a signal, and keeps the newest `keep` files
-/// (`path`-<global step>.tsrckpt). Collective under MPI: every rank passes it, rank 0 writes.
+/// (`path-<global step>.tsrckpt`). Collective under MPI: every rank passes it, rank 0 writes.
 class CheckpointEvery {
  public:
+  /// Files `path_prefix-<global step>.tsrckpt` every `every_steps` steps and/or `every_seconds` seconds, the
+  /// newest `keep_files` kept. Throws Error (ErrorKind::invalid_argument) for an empty prefix or a
+  /// negative or non-finite time.
   explicit CheckpointEvery(std::string path_prefix, std::size_t every_steps = 0, double every_seconds = 0.0,
                            std::size_t keep_files = 2)
       : path(std::move(path_prefix)), steps(every_steps), seconds(every_seconds), keep(keep_files) {
@@ -292,7 +304,9 @@ class CheckpointEvery {
   double seconds = 0.0;       ///< 0: not by time
   std::size_t keep = 2;       ///< files kept (0: all)
 
+  /// Steps between checkpoints (0: not by steps).
   [[nodiscard]] std::size_t step_interval() const noexcept { return steps; }
+  /// Called by the fit at each step boundary: writes `take()` when due.
   void on_step_boundary(const StepPoint& p, const std::function<const Checkpoint&()>& take) {
     const bool by_steps = steps > 0 && p.global_step % steps == 0;
     const bool by_time = seconds > 0.0 && p.seconds - last_seconds_ >= seconds;
@@ -350,6 +364,7 @@ class StopOnSignal {
 
   /// The signal received (SIGTERM, SIGINT), or 0.
   [[nodiscard]] int signal() const noexcept { return static_cast<int>(detail::stop_signal()); }
+  /// True once SIGTERM or SIGINT arrived.
   [[nodiscard]] bool stop_requested() const noexcept { return signal() != 0; }
 
  private:

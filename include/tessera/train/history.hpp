@@ -12,6 +12,7 @@
 
 namespace tessera {
 
+/// One epoch of a fit.
 struct EpochRecord {
   std::size_t epoch = 0;                ///< 1-based
   double loss = 0.0;                    ///< mean training loss over the epoch's samples
@@ -19,25 +20,32 @@ struct EpochRecord {
   double seconds = 0.0;                 ///< wall time of the epoch
   double compute_seconds = 0.0;         ///< forward, backward and update
   double communication_seconds = 0.0;   ///< gradient or parameter exchange between workers
+  /// Training throughput.
   double samples_per_second = 0.0;
   double validation_loss = NAN;         ///< when a validation set was given
   double validation_metric = NAN;       ///< accuracy for classification, R^2 for regression
   double bubble_fraction = NAN;         ///< Partition<Layerwise>: share of worker time spent idle
 };
 
+/// What a fit did, epoch by epoch.
 struct History {
+  /// One record per epoch.
   std::vector<EpochRecord> epochs;
+  /// Wall time of the whole fit.
   double total_seconds = 0.0;
   std::size_t samples = 0;  ///< training samples per epoch
   std::size_t workers = 1;  ///< workers of all processes together
   bool interrupted = false; ///< the fit stopped on a signal (StopOnSignal) before its last epoch
 
+  /// True before the first epoch.
   [[nodiscard]] bool empty() const noexcept { return epochs.empty(); }
+  /// The last epoch. Throws Error (ErrorKind::invalid_argument) when empty.
   [[nodiscard]] const EpochRecord& last() const {
     detail::require(!epochs.empty(), ErrorKind::invalid_argument, "History::last: no epoch was run");
     return epochs.back();
   }
 
+  /// One header line and one line per epoch.
   [[nodiscard]] std::string to_csv() const {
     std::string s = "epoch,loss,learning_rate,seconds,compute_seconds,communication_seconds,samples_per_second,"
                     "validation_loss,validation_metric,bubble_fraction\n";
@@ -51,6 +59,7 @@ struct History {
     return s;
   }
 
+  /// The history as a JSON object.
   [[nodiscard]] std::string to_json() const {
     auto num = [](double v) {
       if (!std::isfinite(v)) return std::string("null");
@@ -76,6 +85,7 @@ struct History {
   /// Writes the history to `path`, atomically. Under mpi::Environment writing is collective, as
   /// for save(): every rank calls it, rank 0 writes, every rank returns once the file is in place.
   void write_csv(const std::string& path) const { write(path, to_csv()); }
+  /// Same as write_csv(), in JSON.
   void write_json(const std::string& path) const { write(path, to_json()); }
 
  private:

@@ -39,11 +39,13 @@ struct MemoryParts {
   std::uint64_t optimizer_state = 0;  ///< momentum, Adam moments
   std::uint64_t activations = 0;      ///< activation sets and backward scratch
   std::uint64_t batches = 0;          ///< gathered rows, prefetched batches, the epoch's order
+  /// Sum of the parts (saturating).
   [[nodiscard]] std::uint64_t total() const noexcept {
     std::uint64_t t = 0;
     for (std::uint64_t v : {parameters, gradients, optimizer_state, activations, batches}) t = detail::saturating_add(t, v);
     return t;
   }
+  /// Adds `o`, part by part (saturating).
   MemoryParts& operator+=(const MemoryParts& o) noexcept {
     parameters = detail::saturating_add(parameters, o.parameters);
     gradients = detail::saturating_add(gradients, o.gradients);
@@ -84,6 +86,7 @@ struct FitMemory {
     for (const MemoryParts& w : workers) m += w;
     return m;
   }
+  /// Bytes of this process, process().total().
   [[nodiscard]] std::uint64_t bytes() const { return process().total(); }
 };
 

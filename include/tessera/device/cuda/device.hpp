@@ -55,6 +55,7 @@ struct Cuda {
   template <class T>
   using vector = thrust::device_vector<T>;
 
+  /// Shown in messages and progress lines.
   static constexpr const char* name = "Cuda";
 
   /// The Thrust execution policy every elementwise kernel of this device is launched with.
@@ -97,8 +98,11 @@ struct Cuda {
   /// One GPU as one lane drives it: its context (stream, cuBLAS handle, allocator), bound on the
   /// lane's thread while the lane works; afterwards the thread is back on its own device.
   struct Lane {
+    /// The context of GPU `device`. Throws Error (ErrorKind::runtime) when CUDA cannot set it up.
     explicit Lane(int device) : ctx(std::make_unique<detail::CudaContext>(device)) {}
+    /// The stream, cuBLAS handle and allocator.
     std::unique_ptr<detail::CudaContext> ctx;
+    /// Makes this context current on the calling thread until the result is destroyed.
     [[nodiscard]] detail::BindCuda bind() { return detail::BindCuda(*ctx); }
     /// cudaMalloc calls of Thrust's temporary storage so far: constant in a steady state.
     [[nodiscard]] std::size_t allocations() const noexcept { return ctx->allocator().device_allocations(); }
