@@ -334,6 +334,9 @@ TEST_CASE("damaged checkpoint files are refused with what and where", "[resume][
     CAPTURE(cut);
     CHECK_THROWS_AS(parse_checkpoint(std::span(bytes.data(), cut)), Error);
   }
+  CHECK_THROWS_MATCHES(parse_checkpoint(std::span(bytes.data(), 60)), Error,
+                       test::IsError(ErrorKind::format, "checkpoint: truncated checkpoint: ends at byte 60 while "
+                                                        "reading the epoch so far at byte 60"));
   auto flipped = bytes;
   flipped[flipped.size() - 20] ^= 0x40;
   CHECK_THROWS_MATCHES(parse_checkpoint(flipped), Error, ErrorWith(ErrorKind::format, "checksum mismatch"));
