@@ -82,7 +82,8 @@ parallelism
                         replicate: data parallel, a model per worker; pipeline: a stage of
                         layers per worker (1F1B); columns: every layer split by columns over the
                         workers (default replicate)
-  --deterministic       bitwise-identical results whatever the number of workers (replicate)
+  --deterministic       bitwise-identical results whatever the number of workers, for the same
+                        rows per step (--workers x --batch; replicate only)
   --mpi                 train across the ranks of mpirun (Reduce<MpiAllreduce>; tessera-train-mpi
                         only): mpirun -n 2 tessera-train-mpi DATA --mpi ...
 
@@ -109,7 +110,7 @@ signal after writing a checkpoint.
 
 example
   %s data/digits.csv --label last --model mlp:128 --workers 2 --epochs 20 \
-      --save digits.tsm --history digits-history.csv
+      --save digits.tsr --history digits-history.csv
 )";
 
 /// A bad command line: exit status 2.
@@ -168,6 +169,23 @@ double parse_real(std::string_view option, std::string_view text) {
   return v;
 }
 
+/// The optimizer `spec` names, and how it is shown ("adam:0.001").
+std::pair<optim::Optimizer, std::string> make_optimizer(const std::string& spec) {
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  double lr = name == "sgd" ? 0.1 : name == "momentum" ? 0.01 : 0.01;
+  if (colon != std::string::npos) {
+    lr = parse_real("--optimizer " + spec, std::string_view(spec).substr(colon + 1));
+    if (!(lr > 0.0)) throw UsageError("--optimizer " + spec + ": the learning rate must be > 0");
+  }
+  char shown[64];
+  std::snprintf(shown, sizeof shown, "%s:%g", name.c_str(), lr);
+  if (name == "sgd") return {optim::sgd(lr), shown};
+  if (name == "momentum") return {optim::momentum(lr), shown};
+  if (name == "adam") return {optim::adam(lr), shown};
+  throw UsageError("--optimizer: expected sgd, momentum or adam[:LR], got '" + spec + "'");
+}
+
 Options parse_args(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -211,6 +229,7 @@ Options parse_args(int argc, char** argv) {
       o.model = next();
     } else if (arg == "--optimizer") {
       o.optimizer = next();
+      make_optimizer(o.optimizer);  // checked here, before the data is read
     } else if (arg == "--epochs") {
       o.epochs = parse_number<std::size_t>(arg, next(), 1);
     } else if (arg == "--batch") {
@@ -338,23 +357,6 @@ Model make_model(const std::string& spec, std::size_t inputs, std::size_t classe
     return models::mlp(sizes, hidden, classify ? loss::softmax_cross_entropy : loss::mse, mo);
   }
   throw UsageError("--model: expected linear, logistic, softmax or mlp:W1,W2,...[:relu|tanh|sigmoid], got '" + spec + "'");
-}
-
-/// The optimizer `spec` names, and how it is shown ("adam:0.001").
-std::pair<optim::Optimizer, std::string> make_optimizer(const std::string& spec) {
-  const auto colon = spec.find(':');
-  const std::string name = spec.substr(0, colon);
-  double lr = name == "sgd" ? 0.1 : name == "momentum" ? 0.01 : 0.01;
-  if (colon != std::string::npos) {
-    lr = parse_real("--optimizer " + spec, std::string_view(spec).substr(colon + 1));
-    if (!(lr > 0.0)) throw UsageError("--optimizer " + spec + ": the learning rate must be > 0");
-  }
-  char shown[64];
-  std::snprintf(shown, sizeof shown, "%s:%g", name.c_str(), lr);
-  if (name == "sgd") return {optim::sgd(lr), shown};
-  if (name == "momentum") return {optim::momentum(lr), shown};
-  if (name == "adam") return {optim::adam(lr), shown};
-  throw UsageError("--optimizer: expected sgd, momentum or adam[:LR], got '" + spec + "'");
 }
 
 /// `path` with `-fold<k>` before its extension: h.csv -> h-fold2.csv.
