@@ -42,6 +42,7 @@
 #include "tessera/train/history.hpp"
 #include "tessera/train/memory.hpp"
 #include "tessera/train/progress.hpp"
+#include "tessera/train/timeline.hpp"
 
 namespace tessera {
 
@@ -87,6 +88,10 @@ struct TrainerOptions {
   Progress progress = Progress::automatic;
   /// Gradient sums during the backward pass (Overlap).
   Overlap overlap{};
+  /// A timeline of the fit: "" (the default) records nothing; else the Chrome-trace JSON file
+  /// written at the fit's end (Perfetto, chrome://tracing), one track per worker; across ranks
+  /// each rank writes `<stem>.rank<N>.json` beside it (docs/performance.md, Timeline).
+  std::string timeline{};
 };
 
 /// Loss and the metrics that apply to the model's loss (NaN where they do not).
@@ -700,6 +705,7 @@ class Trainer {
     const Architecture& arch = model.architecture();
     const std::size_t n = train.total_rows();
     if constexpr (requires { engine.where(); }) role_ = engine.where() + ": ";
+    detail::TimelineFit timeline(opt_.timeline);  // on for the fit; an exception drops it unwritten
     const std::size_t spe = engine.steps_per_epoch(train.rows());
     detail::ProgressLine progress(group.process() == 0 && detail::this_process_writes().load() ? opt_.progress
                                                                                               : Progress::never,
@@ -779,6 +785,7 @@ class Trainer {
     h.total_seconds = resumed_total + seconds(t0, Clock::now());
     const std::vector<float> p = engine.parameters();
     std::copy(p.begin(), p.end(), model.parameters().begin());
+    timeline.write(group.process(), group.processes());
     return h;
   }
 
