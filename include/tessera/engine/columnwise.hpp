@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -26,6 +27,7 @@
 #include "tessera/engine/replicate.hpp"
 #include "tessera/model/network.hpp"
 #include "tessera/optim/update.hpp"
+#include "tessera/train/timeline.hpp"
 
 namespace tessera::detail {
 
@@ -237,7 +239,9 @@ class ColumnEngine {
         const double loss = step(w, src, s * batch_, rows, Mode::train, scale, nullptr);
         // the outputs are the same bits on every worker: so is the loss
         if (!std::isfinite(loss)) loss_diverged(loss, epoch, s, opt_, lanes_.group().processes() > 1);
+        std::optional<TimelineSpan> timeline_update(std::in_place, "update", w, "optimizer");
         l.state->update(Dev::exec(), l.params.data(), l.grads.data(), 0, l.params.size(), lr, ++l.steps);
+        timeline_update.reset();
         if (w == 0) {
           const double all = seconds_since(t0);
           out.communication_seconds += l.comm_seconds;
@@ -299,6 +303,7 @@ class ColumnEngine {
     Comm& c = lanes_.comm(w);
     const auto sum = [&](float* buf, std::size_t count) {
       const auto t0 = Clock::now();
+      const TimelineSpan timeline_sum("all-reduce", w, "communication");
       c.all_reduce(buf, buf, count, "Partition<Columnwise> partial products");
       l.comm_seconds += seconds_since(t0);
     };
@@ -309,6 +314,7 @@ class ColumnEngine {
       const Range mb = share(rows, parts, part);
       const std::size_t k = mb.hi - mb.lo;
       const float* x = src.features(first + mb.lo, first + mb.hi, l.xbuf);
+      const TimelineSpan timeline_compute("compute", w, "compute", static_cast<int>(part));
       const float* out = l.net->forward(l.params.data(), x, k, 0, sum);
       if (mode == Mode::forward) {
         if (outputs) std::memcpy(outputs + mb.lo * arch_.output_dim(), out, k * arch_.output_dim() * sizeof(float));

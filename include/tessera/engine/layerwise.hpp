@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -33,6 +34,7 @@
 #include "tessera/model/network.hpp"
 #include "tessera/optim/update.hpp"
 #include "tessera/partition/plan.hpp"
+#include "tessera/train/timeline.hpp"
 
 namespace tessera {
 
@@ -134,18 +136,23 @@ double run_stage_ops(Network<Dev>& net, const float* params, float* g, const std
       if (!fin) {
         x = src.features(lo + mb.lo, lo + mb.hi, b.xbuf[slot]);
       } else {
+        std::optional<TimelineSpan> timeline_recv(std::in_place, "receive", "communication", static_cast<int>(op.micro));
         std::vector<float> msg = fin->comm->recv(fin->peer, fin->tag(op.micro), k * net.in_width(), fin->name.c_str());
+        timeline_recv.reset();
         if (b.in[slot].capacity()) fin->comm->recycle(std::move(b.in[slot]));
         b.in[slot] = std::move(msg);
         x = b.in[slot].data();
       }
       b.inputs[slot] = x;
       const auto t0 = Clock::now();
+      std::optional<TimelineSpan> timeline_forward(std::in_place, "forward", "compute", static_cast<int>(op.micro));
       const float* out = net.forward(params, x, k, slot);
+      timeline_forward.reset();
       const std::size_t width = net.out_width();
       if (fout) {
         std::vector<float> buf = fout->comm->buffer(k * width);
         std::memcpy(buf.data(), out, k * width * sizeof(float));
+        const TimelineSpan timeline_send("send", "communication", static_cast<int>(op.micro));
         fout->comm->send(fout->peer, fout->tag(op.micro), std::move(buf), fout->name.c_str());
       } else if (outputs) {
         std::memcpy(outputs + mb.lo * width, out, k * width * sizeof(float));
@@ -160,14 +167,21 @@ double run_stage_ops(Network<Dev>& net, const float* params, float* g, const std
         t0 = Clock::now();
         loss += net.loss(slot, y, k, scale, d);
       } else {
+        std::optional<TimelineSpan> timeline_recv(std::in_place, "receive", "communication", static_cast<int>(op.micro));
         msg = bin->comm->recv(bin->peer, bin->tag(op.micro), k * net.out_width(), bin->name.c_str());
+        timeline_recv.reset();
         t0 = Clock::now();
         d = msg.data();
       }
       std::vector<float> din;
       if (bout) din = bout->comm->buffer(k * net.in_width());
+      std::optional<TimelineSpan> timeline_backward(std::in_place, "backward", "compute", static_cast<int>(op.micro));
       net.backward(params, slot, b.inputs[slot], d, k, g, bout ? din.data() : nullptr, true);
+      timeline_backward.reset();
+      std::optional<TimelineSpan> timeline_send;
+      if (bout) timeline_send.emplace("send", "communication", static_cast<int>(op.micro));
       if (bout) bout->comm->send(bout->peer, bout->tag(op.micro), std::move(din), bout->name.c_str());
+      timeline_send.reset();
       if (bin) bin->comm->recycle(std::move(msg));
       clk.busy += seconds_since(t0);
     }
@@ -430,6 +444,7 @@ class LayerwiseEngine {
   double step(std::size_t w, const RowSource& src, std::size_t first, std::size_t rows, Mode mode, float scale,
               float* outputs) {
     LaneState& l = *lane_[w];
+    timeline_lane() = static_cast<std::uint32_t>(w);  // run_stage_ops' spans are on this lane's track
     l.clk.start = Clock::now();
     l.clk.busy = 0.0;
     const Range share_r = share(rows, o_.replicas, l.r);
@@ -467,11 +482,16 @@ class LayerwiseEngine {
       Comm& dp = *l.dp;
       float* sum = sum_of(l);
       const std::size_t n = l.grad.size();
+      std::optional<TimelineSpan> timeline_sum;
+      if (dp.size() > 1) timeline_sum.emplace("gradient sum", w, "communication");
       if (dp.size() > 1) dp.all_reduce(l.grad.data(), sum, n, "stage gradient over replicas");
+      timeline_sum.reset();
       if (mode == Mode::train) {
         const Range mine = comm::slice(n, dp.local_size(), dp.local_rank());
+        const TimelineSpan timeline_update("update", w, "optimizer");
         state_of(l).update_from(Dev::exec(), params_of(l), GradientOf{sum + mine.lo}, mine.lo, mine.hi, lr, t);
       }
+      const TimelineSpan timeline_wait("wait", w, "communication");
       dp.local_barrier("stage parameters");
     }
     l.update_seconds = seconds_since(u0);
@@ -480,7 +500,9 @@ class LayerwiseEngine {
     v[0] = l.s + 1 == o_.stages ? loss : 0.0;
     v[1] = l.clk.busy;
     v[2 + l.g] = std::chrono::duration<double>(l.clk.end - l.clk.start).count();
+    std::optional<TimelineSpan> timeline_loss(std::in_place, "step loss", w, "communication");
     c.all_reduce(v.data(), v.size(), "step loss and times");
+    timeline_loss.reset();
     if (w == 0) {
       stats_.busy_seconds += v[1];
       stats_.worker_seconds += static_cast<double>(W) * *std::max_element(v.begin() + 2, v.end());

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -40,6 +41,7 @@
 #include "tessera/optim/update.hpp"
 #include "tessera/sync/sync.hpp"
 #include "tessera/train/gradient_buckets.hpp"
+#include "tessera/train/timeline.hpp"
 
 namespace tessera::detail {
 
@@ -413,6 +415,7 @@ class ReplicateEngine {
       double loss = 0.0;
       double comm_seconds = 0.0;
       const auto update = [&](Range r, auto g) {
+        const TimelineSpan timeline_update("update", w, "optimizer");
         const auto u0 = Clock::now();
         float* params = replica(w);
         if (l.state) {
@@ -441,9 +444,13 @@ class ReplicateEngine {
           }
           c.progress();
         };
-        loss = gradient(w, mine.lo, mine.hi, cfg_.micro_batches, replica(w), g, scale, decay, layer_done);
+        {
+          const TimelineSpan timeline_compute("compute", w);
+          loss = gradient(w, mine.lo, mine.hi, cfg_.micro_batches, replica(w), g, scale, decay, layer_done);
+        }
         feed_.after_gradient(w, s);
         const auto c0 = Clock::now();
+        std::optional<TimelineSpan> timeline_sum(std::in_place, "gradient sum", w, "communication");
         if (overlap_) c.finish("gradient buckets");
         losses_[w] = loss;
         double global = loss;
@@ -457,8 +464,12 @@ class ReplicateEngine {
         };
         SyncStep<Comm, decltype(update), decltype(losses)> step{c, g, sum, replica(w), p_, t, last, overlap_, update, losses};
         Sync::step(step);
+        timeline_sum.reset();
         feed_.after_update(w, s);
-        if (!periodic && !(shared && processes_ == 1)) c.all_reduce(&global, 1, "step loss");
+        if (!periodic && !(shared && processes_ == 1)) {
+          const TimelineSpan timeline_loss("step loss", w, "communication");
+          c.all_reduce(&global, 1, "step loss");
+        }
         loss = global;
         comm_seconds = seconds_since(c0) - l.update_seconds;
       }
@@ -491,14 +502,20 @@ class ReplicateEngine {
       const std::size_t S = cfg_.shards, first = s * global_batch();
       const Range pk = process_shards(), mine = share(S, workers_, c.rank());
       const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
+      std::optional<TimelineSpan> timeline_compute(std::in_place, "compute", w);
       for (std::size_t k = mine.lo; k < mine.hi; ++k) {
         const Range r = share(rows, S, k);
         shard_losses_[k] = gradient(w, first + r.lo, first + r.hi, 1, params_shared_.data(),
                                     shard_grads_[k - pk.lo].data(), scale, k == 0, NoLayerDone{});
       }
+      timeline_compute.reset();
       feed_.after_gradient(w, s);
       const auto c0 = Clock::now();
-      c.local_barrier("shard gradients");
+      std::optional<TimelineSpan> timeline_sum(std::in_place, "gradient sum", w, "communication");
+      {
+        const TimelineSpan timeline_wait("wait", w, "communication");
+        c.local_barrier("shard gradients");
+      }
       if (processes_ == 1) {
         // every level of the tree, slice by slice: elementwise, so no lane waits between levels
         const Range slice = comm::slice(p_, c.local_size(), c.local_rank());
@@ -522,6 +539,7 @@ class ReplicateEngine {
       };
       SyncStep<Comm, Update, decltype(losses)> step{c, sum, sum, params_shared_.data(), p_, t, false, true, update, losses};
       Sync::step(step);  // ends with a barrier: no lane writes the next shard losses before all read these
+      timeline_sum.reset();
       feed_.after_update(w, s);
       return loss;
     }
