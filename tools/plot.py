@@ -14,6 +14,10 @@ Runs with Debian's Python and matplotlib (apt-get install python3-matplotlib):
   /usr/bin/python3 tools/plot.py bubble   bench_pipeline.json -o bubble.png
       the measured pipeline bubble (BM_pipeline, 1F1B and GPipe) against the fill-drain theory
       (S-1)/(M+S-1), per stage count S, against the micro-batch count M
+  /usr/bin/python3 tools/plot.py timeline run.rank0.json [run.rank1.json ...] -o timeline.png [--from MS --to MS]
+      a Gantt chart of TrainerOptions::timeline files (one per rank, merged): one row per rank and
+      worker, one bar per span colored by its name, nested spans (an update inside a gradient sum)
+      drawn as thinner bars on top; --from/--to keep a window of milliseconds
 
 Every command takes --title and --note (a line under the plot, e.g. the machine). Benchmark files
 may hold repetitions (--benchmark_repetitions): the median of each benchmark's runs is plotted, with
@@ -249,17 +253,92 @@ def plot_bubble(args):
     _finish(fig, args)
 
 
+def read_trace(path):
+    """(process names, thread names, complete events) of a Chrome-trace JSON file."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    procs, threads, spans = {}, {}, []
+    for e in events:
+        if e.get("ph") == "M" and e.get("name") == "process_name":
+            procs[e["pid"]] = e["args"]["name"]
+        elif e.get("ph") == "M" and e.get("name") == "thread_name":
+            threads[(e["pid"], e["tid"])] = e["args"]["name"]
+        elif e.get("ph") == "X":
+            spans.append(e)
+    return procs, threads, spans
+
+
+# span name -> color: the same name, the same color in every picture
+_SPAN_COLORS = {"compute": "#4C72B0", "forward": "#4C72B0", "backward": "#55A868", "gradient sum": "#DD8452",
+                "all-reduce": "#DD8452", "update": "#8172B3", "step loss": "#C44E52", "wait": "#BBBBBB",
+                "send": "#CCB974", "receive": "#64B5CD"}
+
+
+def plot_timeline(args):
+    procs, threads, spans = {}, {}, []
+    for path in args.inputs:
+        p, t, s = read_trace(path)
+        procs.update(p)
+        threads.update(t)
+        spans.extend(s)
+    if not spans:
+        sys.exit("plot.py: no complete (\"X\") events in the trace files (TrainerOptions::timeline)")
+    lo = args.window_from * 1e3 if args.window_from is not None else -math.inf
+    hi = args.window_to * 1e3 if args.window_to is not None else math.inf
+    tracks = sorted({(e["pid"], e["tid"]) for e in spans})
+    row = {k: i for i, k in enumerate(tracks)}
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(tracks) + 1.6))
+    names = []
+    for key in tracks:
+        mine = sorted((e for e in spans if (e["pid"], e["tid"]) == key), key=lambda e: (e["ts"], -e["dur"]))
+        open_ends = []  # ends of the enclosing spans: the depth of the next one
+        for e in mine:
+            ts, dur = float(e["ts"]), float(e["dur"])
+            while open_ends and open_ends[-1] <= ts:
+                open_ends.pop()
+            depth = len(open_ends)
+            open_ends.append(ts + dur)
+            if ts + dur < lo or ts > hi:
+                continue
+            name = e["name"]
+            if name not in names:
+                names.append(name)
+            color = _SPAN_COLORS.get(name) or plt.cm.tab20(len(names) % 20)
+            _SPAN_COLORS.setdefault(name, color)
+            height = 0.8 * (0.6 ** depth)
+            ax.broken_barh([(ts / 1e3, dur / 1e3)], (row[key] - height / 2, height), facecolors=color,
+                           edgecolor="white" if depth == 0 else "none", linewidth=0.3)
+    ax.set_yticks(range(len(tracks)))
+    ax.set_yticklabels([f"{procs.get(p, f'rank {p}')} / {threads.get((p, t), f'worker {t}')}" for p, t in tracks])
+    ax.invert_yaxis()
+    ax.set_xlabel("time since the fit's start (ms)")
+    if args.window_from is not None or args.window_to is not None:
+        ax.set_xlim(left=args.window_from, right=args.window_to)
+    ax.grid(True, axis="x", alpha=0.3)
+    from matplotlib.patches import Patch  # noqa: E402
+    order = list(_SPAN_COLORS)
+    names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    ax.legend(handles=[Patch(color=_SPAN_COLORS[n], label=n) for n in names], fontsize=8, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title(args.title or "timeline: what every rank and worker does (TrainerOptions::timeline)")
+    _finish(fig, args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["history", "scaling", "allreduce", "bubble"])
-    parser.add_argument("inputs", nargs="+", help="history CSV/JSON files, or Google Benchmark JSON files")
+    parser.add_argument("kind", choices=["history", "scaling", "allreduce", "bubble", "timeline"])
+    parser.add_argument("inputs", nargs="+", help="history CSV/JSON files, Google Benchmark JSON files, or trace files")
     parser.add_argument("-o", "--output", required=True, help="the PNG to write")
     parser.add_argument("--labels", nargs="+", help="history: one label per file")
     parser.add_argument("--title", default="")
     parser.add_argument("--note", default="", help="a line under the plot (the machine, the command)")
     parser.add_argument("--dpi", type=int, default=110)
+    parser.add_argument("--from", dest="window_from", type=float, help="timeline: the window's start (ms)")
+    parser.add_argument("--to", dest="window_to", type=float, help="timeline: the window's end (ms)")
     args = parser.parse_args(argv)
-    {"history": plot_history, "scaling": plot_scaling, "allreduce": plot_allreduce, "bubble": plot_bubble}[args.kind](args)
+    {"history": plot_history, "scaling": plot_scaling, "allreduce": plot_allreduce, "bubble": plot_bubble,
+     "timeline": plot_timeline}[args.kind](args)
 
 
 if __name__ == "__main__":
