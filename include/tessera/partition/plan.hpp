@@ -60,8 +60,12 @@ struct StagePlan {
     double sum = 0.0;
     for (const auto& st : stages) sum += st.weight;
     for (std::size_t i = 0; i < stages.size(); ++i) {
-      s += (i ? " | " : " ") + std::to_string(stages[i].first_layer);
-      if (stages[i].layers() > 1) s += "-" + std::to_string(stages[i].end_layer - 1);
+      s += i ? " | " : " ";
+      s += std::to_string(stages[i].first_layer);
+      if (stages[i].layers() > 1) {
+        s += '-';  // appended on its own: GCC 12 sees a false -Wrestrict in "-" + std::string
+        s += std::to_string(stages[i].end_layer - 1);
+      }
     }
     s += balance == Balance::cost ? "; cost share" : "; parameter share";
     char b[32];
