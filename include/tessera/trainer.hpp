@@ -314,15 +314,7 @@ class Trainer {
   /// it is collective like fit (every rank calls it).
   [[nodiscard]] FitPlan plan(const Model& model, const data::Dataset& train) const {
     check_inputs(model, train, nullptr);
-    using group_device = std::conditional_t<detail::host_memory<device>, Cpu, device>;
-    detail::GroupRequest request;
-    request.workers = workers();
-    request.one_per_process = !replicates && across;
-    request.options = &opt_;
-    auto group = detail::GroupFor<reduce, group_device>::template make<!replicates && across>(request);
-    if constexpr (requires { detail::EngineFor<partition>::validate(model.architecture(), 1, 1, 1, true); })
-      detail::EngineFor<partition>::validate(model.architecture(), group->lanes(), group->processes(), opt_.micro_batches,
-                                             across);
+    auto group = make_group(model);
     const detail::EngineConfig cfg = engine_config(train, *group);
     FitPlan p;
     p.policies = std::string("DataSplit<") + policies::split::name + ">, Load<" + policies::load::name +
@@ -458,15 +450,7 @@ class Trainer {
       problem = std::current_exception();
       problem_text = e.what();
     }
-    detail::GroupRequest request;
-    request.workers = workers();
-    request.one_per_process = !replicates && across;
-    request.options = &opt_;
-    auto group = detail::GroupFor<reduce, group_device>::template make<!replicates && across>(request);
-    // a grid or split the workers cannot form is refused the same way on every process
-    if constexpr (requires { detail::EngineFor<partition>::validate(model.architecture(), 1, 1, 1, true); })
-      detail::EngineFor<partition>::validate(model.architecture(), group->lanes(), group->processes(), opt_.micro_batches,
-                                             across);
+    auto group = make_group(model);
     if constexpr (!replicates && across) {
       if (!problem && opt_.workers != 0 && opt_.workers != group->processes()) {
         problem_text = std::string("tessera: Partition<") + partition::name +
@@ -519,6 +503,21 @@ class Trainer {
       group->fail(role_ + "an exception that is not a std::exception");
       throw;
     }
+  }
+
+  /// The group of workers of a fit (plan and fit make it alike); a grid or split the workers
+  /// cannot form is refused the same way on every process.
+  auto make_group(const Model& model) const {
+    using group_device = std::conditional_t<detail::host_memory<device>, Cpu, device>;
+    detail::GroupRequest request;
+    request.workers = workers();
+    request.one_per_process = !replicates && across;
+    request.options = &opt_;
+    auto group = detail::GroupFor<reduce, group_device>::template make<!replicates && across>(request);
+    if constexpr (requires { detail::EngineFor<partition>::validate(model.architecture(), 1, 1, 1, true); })
+      detail::EngineFor<partition>::validate(model.architecture(), group->lanes(), group->processes(), opt_.micro_batches,
+                                             across);
+    return group;
   }
 
   /// How the engine trains, from the options, the policies and the data.
