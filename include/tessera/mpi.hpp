@@ -50,4 +50,11 @@ struct GroupFor<MpiAllreduce, Cpu> {
   }
 };
 
+/// Trainer::evaluate on per-rank shards: the per-row tables summed over the ranks of the fit's
+/// communicator (MPI_COMM_WORLD, or an mpi::Scope's).
+template <>
+struct ProcessSum<MpiAllreduce> {
+  static void sum(double* p, std::size_t n) { mpi::current()->all_reduce(p, n, "evaluation rows"); }
+};
+
 }  // namespace tessera::detail

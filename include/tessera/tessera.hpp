@@ -8,6 +8,7 @@
 #include "tessera/data/binary.hpp"
 #include "tessera/data/csv.hpp"
 #include "tessera/data/dataset.hpp"
+#include "tessera/data/folds.hpp"
 #include "tessera/data/split.hpp"
 #include "tessera/data/standardize.hpp"
 #include "tessera/device/cpu.hpp"
@@ -19,3 +20,5 @@
 #include "tessera/policies.hpp"
 #include "tessera/trainer.hpp"
 #include "tessera/io/checkpoint.hpp"
+#include "tessera/select/search.hpp"
+#include "tessera/tasks/pool.hpp"

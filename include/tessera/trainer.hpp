@@ -33,10 +33,12 @@
 #include "tessera/data/dataset.hpp"
 #include "tessera/engine/common.hpp"
 #include "tessera/engine/replicate.hpp"
+#include "tessera/eval/exact.hpp"
 #include "tessera/eval/metrics.hpp"
 #include "tessera/model/model.hpp"
 #include "tessera/policies.hpp"
 #include "tessera/split/order.hpp"
+#include "tessera/tasks/pool.hpp"
 #include "tessera/train/checkpoint.hpp"
 #include "tessera/train/epoch.hpp"
 #include "tessera/train/history.hpp"
@@ -94,15 +96,6 @@ struct TrainerOptions {
   std::string timeline{};
 };
 
-/// Loss and the metrics that apply to the model's loss (NaN where they do not).
-struct Evaluation {
-  /// Mean loss (the model's loss, its weight penalty included).
-  double loss = NAN;
-  double accuracy = NAN;  ///< classification
-  double log_loss = NAN;  ///< classification
-  double mse = NAN;       ///< regression
-  double r2 = NAN;        ///< regression
-};
 
 namespace detail {
 
@@ -137,6 +130,12 @@ inline void warn_batch_larger_than_data(std::size_t batch, std::size_t replicas,
                "every epoch is one step on all rows; lower batch_size for more updates per epoch (shown once)\n",
                batch, replicas, replicas_are.c_str(), rows);
 }
+
+/// How Trainer::evaluate adds up per-row tables over the processes of a Reduce choice that spans
+/// processes (`static void sum(double*, std::size_t)`); tessera/mpi.hpp defines it for
+/// Reduce<MpiAllreduce>. Without one, a process evaluates the rows it holds.
+template <class R>
+struct ProcessSum {};
 
 /// What a Reduce choice's factory is asked for.
 struct GroupRequest {
@@ -264,11 +263,12 @@ class Trainer {
                         std::to_string(options.overlap.bucket_bytes));
   }
 
-  /// The number of worker threads of each process a fit will use.
+  /// The number of worker threads of each process a fit will use: `workers`, or for 0 one per
+  /// hardware thread (inside a task of a tasks:: pool: the task's share of the cores).
   [[nodiscard]] std::size_t workers() const noexcept {
     if (opt_.workers) return opt_.workers;
-    const unsigned hw = std::thread::hardware_concurrency();
-    return hw ? hw : 1;
+    if (const std::size_t budget = detail::task_thread_budget()) return budget;
+    return detail::hardware_threads();
   }
 
   /// The options it trains with.
@@ -346,21 +346,19 @@ class Trainer {
     return p;
   }
 
-  /// Loss and metrics of `model` on `d`. Throws Error (ErrorKind::shape) when `d` does not fit the
-  /// model.
+  /// Loss and metrics of `model` on `d`, computed on the trainer's worker threads. Every row counts
+  /// exactly once and the result has the same bits for any number of workers. Under MPI a data set
+  /// read as per-rank shards is evaluated over all its rows: every rank calls evaluate, and every
+  /// rank gets the evaluation of the whole data set; a data set every rank holds whole is
+  /// evaluated by each rank alone. Throws Error (ErrorKind::shape) when `d` does not fit the model.
   [[nodiscard]] Evaluation evaluate(const Model& model, const data::Dataset& d) const {
     check_data(model, d, "Trainer::evaluate");
-    Evaluation e;
-    e.loss = model.loss_value(d.x(), d.targets);
-    if (is_classification(model.loss())) {
-      e.accuracy = metrics::accuracy(model, d);
-      e.log_loss = metrics::log_loss(model, d);
-    } else {
-      const Matrix p = model.predict(d.x());
-      e.mse = metrics::mse(p.values(), d.targets);
-      e.r2 = metrics::r2(p.values(), d.targets);
+    if constexpr (requires(double* p, std::size_t n) { detail::ProcessSum<reduce>::sum(p, n); }) {
+      if (d.sharded())
+        return detail::evaluate_exactly(model, d, workers(),
+                                        [](double* p, std::size_t n) { detail::ProcessSum<reduce>::sum(p, n); });
     }
-    return e;
+    return detail::evaluate_exactly(model, d, workers());
   }
 
   /// The model's predictions for the rows of `x`, one row each.

@@ -21,6 +21,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -149,13 +150,15 @@ class Communicator {
   /// Takes over `o`'s communicator.
   Communicator(Communicator&& o) noexcept
       : comm_(o.comm_), owned_(o.owned_), rank_(o.rank_), size_(o.size_), notices_(std::move(o.notices_)),
-        queue_(std::move(o.queue_)), scratch_(std::move(o.scratch_)), members_(std::move(o.members_)) {
+        queue_(std::move(o.queue_)), scratch_(std::move(o.scratch_)), members_(std::move(o.members_)),
+        contained_(o.contained_), broken_(o.broken_) {
     o.owned_ = false;
   }
   ~Communicator() {
     int finalised = 0;
     MPI_Finalized(&finalised);
     if (finalised || job_failed()) return;  // after a failure nothing can be freed safely: the job aborts
+    if (broken_) return;  // a contained failure: operations may be pending; the handles are left, not freed
     if (notices_) {
       MPI_Cancel(&notices_->pending);
       MPI_Wait(&notices_->pending, MPI_STATUS_IGNORE);
@@ -163,6 +166,14 @@ class Communicator {
     }
     if (owned_) MPI_Comm_free(&comm_);
   }
+
+  /// Keeps failures inside this group: a rank of it that fails tells only the group's ranks, which
+  /// throw at their next wait of this group, and the job goes on (the tasks of a tasks:: pool on
+  /// groups of ranks). Other failures of the job still reach it. Call it on every rank of the
+  /// group, before the group is used.
+  void contain_failures() noexcept { contained_ = true; }
+  /// Whether a contained failure ended this group (nothing more can be run on it).
+  [[nodiscard]] bool broken() const noexcept { return broken_; }
 
   /// This process's rank in the communicator.
   [[nodiscard]] int rank() const noexcept { return rank_; }
@@ -246,6 +257,29 @@ class Communicator {
       wait_all(&q, 1, "broadcast", what, root, n);
       done += static_cast<std::size_t>(count);
     }
+  }
+
+  /// A barrier without the time limit, for ranks that may wait while others work as long as their
+  /// work takes (the end of a task pool); a failure or a rank that left the program still ends it.
+  void barrier_unbounded(const char* what) const {
+    MPI_Request q = MPI_REQUEST_NULL;
+    check(MPI_Ibarrier(comm_, &q), "MPI_Barrier");
+    waiting("barrier", what, -1, 0, [&] {
+      int done = 0;
+      check(MPI_Test(&q, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      return done != 0;
+    }, std::numeric_limits<double>::infinity());
+  }
+
+  /// Copies `root`'s string to every rank.
+  [[nodiscard]] std::string broadcast_text(const std::string& value, int root, const char* what) const {
+    if (root < 0 || root >= size_) check(MPI_ERR_ROOT, "MPI_Bcast");
+    std::uint64_t len = value.size();
+    broadcast_bytes(&len, sizeof len, root, what);
+    std::string s = rank_ == root ? value : std::string(static_cast<std::size_t>(len), '\0');
+    for (std::size_t at = 0; at < s.size(); at += std::size_t{1} << 30)
+      broadcast_bytes(s.data() + at, std::min<std::size_t>(std::size_t{1} << 30, s.size() - at), root, what);
+    return s;
   }
 
   /// Returns once every rank has called it; throws Error naming `what` when a rank failed.
@@ -346,10 +380,11 @@ class Communicator {
   /// Tells every other rank of the group that this rank stops, with `message` (this rank's error).
   /// They throw at their next wait instead of waiting for this rank forever. Marks the job failed.
   void notify_failure(const std::string& message) const noexcept {
-    detail::job_failed_flag().store(true);
+    detail::JobChannel* job = contained_ ? nullptr : detail::job_channel();
+    if (contained_) broken_ = true;
+    else detail::job_failed_flag().store(true);
     // the job channel reaches every rank, whatever it waits in; a rank that only heard of another's
     // failure need not tell anyone again
-    detail::JobChannel* job = detail::job_channel();
     if (job && job->failed_from() < 0) job->post_failure(message);
     std::string text = message.substr(0, detail::notice_length - 1);
     std::vector<MPI_Request> q;
@@ -555,7 +590,8 @@ class Communicator {
     });
   }
   template <class Done>
-  void waiting(const char* op, const char* what, int peer, std::size_t count, Done&& done) const {
+  void waiting(const char* op, const char* what, int peer, std::size_t count, Done&& done,
+               double limit = -1.0) const {
     double waited = 0.0;
     detail::JobChannel* job = detail::job_channel();
     std::optional<std::chrono::steady_clock::time_point> member_left;  // when a member's departure was seen
@@ -569,7 +605,8 @@ class Communicator {
       }
       return false;
     };
-    if (!detail::poll_until(done_or_notice, timeout(), waited)) timed_out(op, what, peer, count, waited);
+    if (!detail::poll_until(done_or_notice, limit < 0.0 ? timeout() : limit, waited))
+      timed_out(op, what, peer, count, waited);
   }
 
   [[nodiscard]] std::string me() const { return "rank " + std::to_string(rank_) + " of " + std::to_string(size_); }
@@ -630,7 +667,8 @@ class Communicator {
       notices_->from = st.MPI_SOURCE;
       notices_->text[detail::notice_length - 1] = '\0';
     }
-    detail::job_failed_flag().store(true);
+    if (contained_) broken_ = true;
+    else detail::job_failed_flag().store(true);
     throw Error(ErrorKind::runtime, me() + " stops: rank " + std::to_string(notices_->from) + " failed (" +
                                         notices_->text + "); this rank was waiting in " + describe(op, what, 0));
   }
@@ -730,9 +768,41 @@ class Communicator {
   mutable std::vector<float> scratch_;
   std::vector<int> members_;  ///< the world rank of each rank of this group
   unsigned polls_ = 0;
+  bool contained_ = false;       ///< failures stay in this group (contain_failures)
+  mutable bool broken_ = false;  ///< a contained failure ended it
 
   friend class Environment;
 };
+
+namespace detail {
+inline std::shared_ptr<Communicator>& scoped_communicator() {
+  thread_local std::shared_ptr<Communicator> c;
+  return c;
+}
+}  // namespace detail
+
+/// While alive, the fits and evaluations of this thread run over `c` (a group of ranks) instead of
+/// MPI_COMM_WORLD: what a tasks:: pool sets around each task it runs on a group of ranks.
+class Scope {
+ public:
+  /// Fits on this thread use `c` until the scope ends.
+  explicit Scope(std::shared_ptr<Communicator> c) : previous_(std::move(detail::scoped_communicator())) {
+    detail::scoped_communicator() = std::move(c);
+  }
+  ~Scope() { detail::scoped_communicator() = std::move(previous_); }
+  Scope(const Scope&) = delete;
+  Scope& operator=(const Scope&) = delete;
+
+ private:
+  std::shared_ptr<Communicator> previous_;
+};
+
+/// The communicator fits on this thread train over: an mpi::Scope's, or a new one over
+/// MPI_COMM_WORLD (collective: every rank calls it).
+inline std::shared_ptr<Communicator> current() {
+  if (const auto& c = detail::scoped_communicator()) return c;
+  return std::make_shared<Communicator>(Communicator::world());
+}
 
 // ---- Environment --------------------------------------------------------------------------------
 

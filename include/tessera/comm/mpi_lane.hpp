@@ -25,7 +25,9 @@ class MpiLane {
   static constexpr bool shared_memory = false;
 
   /// A lane on the processes of `c`, one lane per process.
-  explicit MpiLane(std::shared_ptr<mpi::Communicator> c) : c_(std::move(c)), mail_(std::make_shared<Mail>()) {}
+  explicit MpiLane(std::shared_ptr<mpi::Communicator> c) : c_(std::move(c)), mail_(std::make_shared<Mail>()) {
+    mail_->comm = c_.get();
+  }
 
   /// This lane's rank among every lane of the group, 0 to size() - 1.
   [[nodiscard]] std::size_t rank() const { return static_cast<std::size_t>(c_->rank()); }
@@ -137,9 +139,11 @@ class MpiLane {
   struct Mail {
     std::deque<Pending> pending;
     std::vector<std::vector<float>> free;
+    const mpi::Communicator* comm = nullptr;  // alive as long as a lane holding this mail is
     ~Mail() {
-      // a completed exchange leaves nothing pending; after a failure the job aborts
-      if (pending.empty() || mpi::job_failed()) return;
+      // a completed exchange leaves nothing pending; after a failure the job aborts, and after a
+      // failure kept inside the group the sends are left unfinished
+      if (pending.empty() || mpi::job_failed() || (comm && comm->broken())) return;
       int finalised = 0;
       MPI_Finalized(&finalised);
       if (!finalised)
@@ -165,10 +169,11 @@ class MpiLane {
 static_assert(Communicator<MpiLane>);
 
 namespace detail_mpi {
-/// What every process group over MPI_COMM_WORLD does on the main thread.
+/// What every process group over MPI_COMM_WORLD (or the communicator of an mpi::Scope) does on
+/// the main thread.
 class World {
  public:
-  World() : world_(std::make_shared<mpi::Communicator>(mpi::Communicator::world())) {}
+  World() : world_(mpi::current()) {}
   [[nodiscard]] std::size_t processes() const { return static_cast<std::size_t>(world_->size()); }
   [[nodiscard]] std::size_t process() const { return static_cast<std::size_t>(world_->rank()); }
   void agree(const std::string& what, const std::string& value) { world_->agree(what, value); }

@@ -185,6 +185,13 @@ class Model {
     return s / norm + (weight_decay_ > 0.0f ? net.weight_penalty(params_.data(), weight_decay_) : 0.0);
   }
 
+  /// The L2 penalty 0.5 * weight_decay * |W|^2 the loss includes (0 without weight decay).
+  [[nodiscard]] double weight_penalty() const {
+    if (weight_decay_ <= 0.0f) return 0.0;
+    Network<Cpu> net(arch_, 1);
+    return net.weight_penalty(params_.data(), weight_decay_);
+  }
+
   /// Mean loss over the rows of x (plus the L2 penalty).
   [[nodiscard]] double loss_value(MatrixView x, std::span<const float> y) const {
     check_input(x, "loss_value");

@@ -1,0 +1,260 @@
+// tessera/tasks/pool.hpp - task parallelism: many independent trainings (the folds of a
+// cross-validation, the points of a grid, the members of an ensemble) at once on the threads of
+// one process. tessera/tasks/mpi.hpp runs the same tasks over MPI ranks and groups of ranks.
+//
+// A task is a call task(Context) -> R. The pool runs `slots` tasks at a time, each on its own
+// thread, and hands out the next task index to whichever slot is free first (dynamic balancing:
+// uneven tasks do not wait for each other). Each slot owns `threads_per_task` cores: a Trainer
+// built inside a task with `workers = 0` takes that many workers, and OpenMP kernels and an OpenMP
+// BLAS on the slot's thread use that many threads, so slots x threads_per_task never exceeds the
+// cores the pool was given. A task that throws is recorded with its error; the other tasks run on.
+// Outcomes come back in task order, whatever order the tasks finished in.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "tessera/core/error.hpp"
+
+namespace tessera {
+
+namespace detail {
+/// The cores a task running on this thread may use (0: not inside a task). A Trainer with
+/// `workers = 0` takes this many workers instead of one per hardware thread.
+inline std::size_t& task_thread_budget() noexcept {
+  thread_local std::size_t budget = 0;
+  return budget;
+}
+/// Hardware threads of the machine (at least 1).
+inline std::size_t hardware_threads() noexcept {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? hw : 1;
+}
+}  // namespace detail
+
+namespace tasks {
+
+/// Where a task runs, passed to it.
+struct Context {
+  std::size_t index = 0;    ///< the task's index in [0, tasks)
+  std::size_t slot = 0;     ///< the pool slot (thread) or rank group that runs it
+  std::size_t threads = 1;  ///< cores the task may use (a Trainer's `workers = 0` takes this many)
+  std::size_t ranks = 1;    ///< ranks training it together (1 on threads; the group size under MPI)
+};
+
+/// One task's result, or why it has none.
+template <class R>
+struct Outcome {
+  std::size_t index = 0;     ///< the task's index
+  std::optional<R> value{};  ///< its result, when it returned one
+  std::string error{};       ///< what it threw, when it threw
+  double seconds = 0.0;      ///< its wall time
+  std::size_t slot = 0;      ///< the slot or rank group that ran it
+  /// Whether the task returned a result.
+  [[nodiscard]] bool ok() const noexcept { return value.has_value(); }
+};
+
+/// How a pool shares the cores of a process.
+struct PoolOptions {
+  /// Tasks at once; 0: cores / threads_per_task (at least 1).
+  std::size_t slots = 0;
+  /// Cores each task uses; 0: cores / slots (at least 1).
+  std::size_t threads_per_task = 0;
+  /// The cores the pool shares out; 0: the hardware threads of the machine (or, inside a task,
+  /// that task's share).
+  std::size_t cores = 0;
+};
+
+namespace detail_pool {
+/// (slots, threads per task) from the options: slots x threads <= cores unless both were set.
+inline std::pair<std::size_t, std::size_t> shape(const PoolOptions& o, std::size_t tasks) {
+  const std::size_t budget = tessera::detail::task_thread_budget();
+  const std::size_t cores = o.cores ? o.cores : (budget ? budget : tessera::detail::hardware_threads());
+  std::size_t slots = o.slots, threads = o.threads_per_task;
+  if (!slots && !threads) threads = 1;
+  if (!slots) slots = std::max<std::size_t>(1, cores / threads);
+  if (!threads) threads = std::max<std::size_t>(1, cores / slots);
+  slots = std::max<std::size_t>(1, std::min(slots, std::max<std::size_t>(tasks, 1)));
+  return {slots, threads};
+}
+
+/// While alive, the calling thread is a task's: its Trainers take `threads` workers for
+/// `workers = 0`, and its OpenMP regions (kernels, an OpenMP BLAS) `threads` threads.
+class TaskThreads {
+ public:
+  explicit TaskThreads(std::size_t threads) : previous_(tessera::detail::task_thread_budget()) {
+    tessera::detail::task_thread_budget() = threads;
+#if defined(_OPENMP)
+    omp_previous_ = omp_get_max_threads();
+    omp_set_num_threads(static_cast<int>(threads));
+#endif
+  }
+  ~TaskThreads() {
+    tessera::detail::task_thread_budget() = previous_;
+#if defined(_OPENMP)
+    omp_set_num_threads(omp_previous_);
+#endif
+  }
+  TaskThreads(const TaskThreads&) = delete;
+  TaskThreads& operator=(const TaskThreads&) = delete;
+
+ private:
+  std::size_t previous_;
+  int omp_previous_ = 1;
+};
+
+/// Runs task(context) into `out`, recording its time and, when it throws, its error.
+template <class R, class F>
+void run_one(F& task, const Context& c, Outcome<R>& out) {
+  const auto t0 = std::chrono::steady_clock::now();
+  out.index = c.index;
+  out.slot = c.slot;
+  try {
+    TaskThreads scope(c.threads);
+    out.value.emplace(task(c));
+  } catch (const std::exception& e) {
+    out.error = e.what();
+  } catch (...) {
+    out.error = "an exception that is not a std::exception";
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace detail_pool
+
+/// The result type of a task function F.
+template <class F>
+using result_of = std::remove_cvref_t<std::invoke_result_t<F&, const Context&>>;
+
+/// Runs tasks 0 .. count-1 (task(Context) -> R) on the threads of this process and returns their
+/// outcomes in task order. A task that throws leaves its error in its outcome; the others run on.
+/// Throws Error (ErrorKind::invalid_argument) only for a task count above 2^40.
+template <class F, class R = result_of<F>>
+std::vector<Outcome<R>> run(std::size_t count, F&& task, PoolOptions options = {}) {
+  tessera::detail::require(count <= (std::size_t{1} << 40), ErrorKind::invalid_argument,
+                           "tasks::run: " + std::to_string(count) + " tasks is above the limit of 2^40");
+  const auto [slots, threads] = detail_pool::shape(options, count);
+  std::vector<Outcome<R>> out(count);
+  std::atomic<std::size_t> next{0};
+  const auto work = [&](std::size_t slot) {
+    for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
+      Context c;
+      c.index = i;
+      c.slot = slot;
+      c.threads = threads;
+      detail_pool::run_one<R>(task, c, out[i]);
+    }
+  };
+  if (slots == 1) {
+    work(0);
+    return out;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(slots - 1);
+  for (std::size_t s = 1; s < slots; ++s) pool.emplace_back(work, s);
+  work(0);
+  for (auto& t : pool) t.join();
+  return out;
+}
+
+// ---- results across processes: a task's result travels as bytes
+
+/// How a result type travels between processes (tasks over MPI ranks): arithmetic types,
+/// std::string, std::vector of a codec type, std::pair, and any type that specialises Codec
+/// with `static void write(std::string&, const T&)` and `static T read(std::string_view&)`.
+template <class T, class = void>
+struct Codec;
+
+namespace detail_codec {
+[[noreturn]] inline void short_input(const char* what) {
+  throw Error(ErrorKind::format, std::string("tasks::Codec: a task result ends early (reading ") + what + ")");
+}
+template <class T>
+void put(std::string& out, const T& v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+template <class T>
+T take(std::string_view& in, const char* what) {
+  if (in.size() < sizeof(T)) short_input(what);
+  T v;
+  std::memcpy(&v, in.data(), sizeof(T));
+  in.remove_prefix(sizeof(T));
+  return v;
+}
+}  // namespace detail_codec
+
+template <class T>
+struct Codec<T, std::enable_if_t<std::is_arithmetic_v<T> || std::is_enum_v<T>>> {
+  static void write(std::string& out, const T& v) { detail_codec::put(out, v); }
+  static T read(std::string_view& in) { return detail_codec::take<T>(in, "a number"); }
+};
+
+template <>
+struct Codec<std::string> {
+  static void write(std::string& out, const std::string& s) {
+    detail_codec::put<std::uint64_t>(out, s.size());
+    out += s;
+  }
+  static std::string read(std::string_view& in) {
+    const auto n = detail_codec::take<std::uint64_t>(in, "a string's length");
+    if (n > in.size()) detail_codec::short_input("a string");
+    std::string s(in.substr(0, static_cast<std::size_t>(n)));
+    in.remove_prefix(static_cast<std::size_t>(n));
+    return s;
+  }
+};
+
+template <class T>
+struct Codec<std::vector<T>> {
+  static void write(std::string& out, const std::vector<T>& v) {
+    detail_codec::put<std::uint64_t>(out, v.size());
+    for (const T& x : v) Codec<T>::write(out, x);
+  }
+  static std::vector<T> read(std::string_view& in) {
+    const auto n = detail_codec::take<std::uint64_t>(in, "a list's length");
+    if (n > in.size()) detail_codec::short_input("a list");  // every element takes at least one byte
+    std::vector<T> v;
+    v.reserve(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) v.push_back(Codec<T>::read(in));
+    return v;
+  }
+};
+
+template <class A, class B>
+struct Codec<std::pair<A, B>> {
+  static void write(std::string& out, const std::pair<A, B>& p) {
+    Codec<A>::write(out, p.first);
+    Codec<B>::write(out, p.second);
+  }
+  static std::pair<A, B> read(std::string_view& in) {
+    A a = Codec<A>::read(in);
+    return {std::move(a), Codec<B>::read(in)};
+  }
+};
+
+/// Whether results of type T can travel between processes.
+template <class T>
+concept Transferable = requires(std::string& out, const T& v, std::string_view& in) {
+  Codec<T>::write(out, v);
+  { Codec<T>::read(in) } -> std::convertible_to<T>;
+};
+
+}  // namespace tasks
+}  // namespace tessera
