@@ -153,7 +153,9 @@ struct Candidate {
   /// batch evenly over workers x ranks. Throws Error (ErrorKind::invalid_argument) when the batch
   /// does not divide over the ranks.
   [[nodiscard]] TrainerOptions trainer_options(bool deterministic, std::size_t threads = 1, std::size_t ranks = 1) const {
-    tessera::detail::require(batch_size > 0 && ranks > 0 && batch_size % ranks == 0, ErrorKind::invalid_argument,
+    tessera::detail::require(batch_size > 0, ErrorKind::invalid_argument,
+                             "select::Candidate: batch_size must be at least 1, got 0");
+    tessera::detail::require(ranks > 0 && batch_size % ranks == 0, ErrorKind::invalid_argument,
                              "select::Candidate: a batch of " + std::to_string(batch_size) + " rows does not divide over " +
                                  std::to_string(ranks) + " ranks");
     const std::size_t per_rank = batch_size / ranks;
@@ -424,7 +426,7 @@ SearchResult search(const data::Dataset& d, const std::vector<Candidate>& candid
   r.metric = resolve(o.metric, candidates.front().loss);
   const auto outcomes = runner.run(candidates.size() * k, [&](const tasks::Context& c) -> double {
     const std::size_t p = c.index / k, f = c.index % k;
-    const Metric m = resolve(o.metric, candidates[p].loss);
+    const Metric m = r.metric;
     const auto [model, e] = detail_search::train_and_test<TrainerT>(d, outputs[p], candidates[p], folds[f].train,
                                                                     &folds[f].test, o, c.threads, c.ranks);
     const double v = value_of(m, e);
