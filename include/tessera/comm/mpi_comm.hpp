@@ -158,7 +158,10 @@ class Communicator {
     int finalised = 0;
     MPI_Finalized(&finalised);
     if (finalised || job_failed()) return;  // after a failure nothing can be freed safely: the job aborts
-    if (broken_) return;  // a contained failure: operations may be pending; the handles are left, not freed
+    if (broken_) {  // a contained failure: operations may be pending, so handles and buffers are left, not freed
+      kept().notices.push_back(std::move(notices_));  // its receive stays posted into it
+      return;
+    }
     if (notices_) {
       MPI_Cancel(&notices_->pending);
       MPI_Wait(&notices_->pending, MPI_STATUS_IGNORE);
@@ -386,7 +389,9 @@ class Communicator {
     // the job channel reaches every rank, whatever it waits in; a rank that only heard of another's
     // failure need not tell anyone again
     if (job && job->failed_from() < 0) job->post_failure(message);
-    std::string text = message.substr(0, detail::notice_length - 1);
+    // the text outlives this call: a send not complete within the wait below still reads it
+    // (after a failure the job ends; a contained one leaves it, a few hundred bytes per failure)
+    const std::string& text = kept().texts.emplace_back(message.substr(0, detail::notice_length - 1));
     std::vector<MPI_Request> q;
     if (notices_ && size_ > 1)
       for (int r = 0; r < size_; ++r) {
@@ -434,6 +439,17 @@ class Communicator {
     char text[detail::notice_length] = {};
     int from = -1;  ///< the rank whose notice arrived, once one did
   };
+
+  /// What stays allocated until the process ends because MPI may still read or write it: the
+  /// failure channels and notice texts of groups a contained failure ended.
+  struct Kept {
+    std::vector<std::unique_ptr<Notices>> notices;
+    std::deque<std::string> texts;
+  };
+  static Kept& kept() {
+    static Kept k;
+    return k;
+  }
 
   /// One ring all-reduce in flight: 2 (size - 1) steps of one send to the next rank and one receive
   /// from the previous one; the first size - 1 steps add what arrives (reduce-scatter), the others

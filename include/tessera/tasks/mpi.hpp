@@ -155,6 +155,9 @@ std::vector<Outcome<R>> run_on_ranks(std::size_t count, F&& task, RankOptions op
         mpi::Scope scope(task_comm);
         detail_pool::run_one<R>(task, c, o);
       }
+      // a rank whose task threw tells the rest of its group, which may wait for it in the task's
+      // collectives (an error the fit raised on every rank at once reaches ranks already done)
+      if (!o.ok() && !task_comm->broken() && g > 1) task_comm->notify_failure("rank " + std::to_string(task_comm->rank()) + ": " + o.error);
       if (group.rank() == 0) mine.push_back(std::move(o));
     }
     world->barrier_unbounded("the end of the task pool (every group finishing its last task)");
