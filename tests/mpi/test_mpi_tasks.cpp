@@ -162,6 +162,18 @@ TEST_CASE("evaluate on per-rank shards counts every row once, with one process's
   CHECK(same_bits(spread.log_loss, whole.log_loss));
 }
 
+TEST_CASE("a fit across ranks on a thread of tasks::run is refused before it calls MPI", "[mpi][tasks]") {
+  const auto out = tasks::run(
+      2, [](const tasks::Context& c) { return seeded_fit<Trainer<Reduce<MpiAllreduce>>>(data_set(), c); },
+      {.slots = 2, .threads_per_task = 1});
+  for (const auto& o : out) {
+    CHECK_FALSE(o.ok());
+    CHECK_THAT(o.error, Catch::Contains("must run on the thread that initialised MPI") &&
+                            Catch::Contains("tasks::run_on_ranks"));
+  }
+  CHECK_FALSE(mpi::job_failed());
+}
+
 int main(int argc, char** argv) {
   mpi::Environment env(&argc, &argv);
   return Catch::Session().run(argc, argv);

@@ -365,18 +365,6 @@ std::string fold_path(const std::string& path, std::size_t k) {
   return (p.parent_path() / (p.stem().string() + "-fold" + std::to_string(k) + p.extension().string())).string();
 }
 
-/// The row indices of each of `k` folds: a seeded shuffle, dealt round-robin (by class when
-/// classifying, so that every fold keeps the class proportions).
-std::vector<std::vector<std::size_t>> make_folds(const data::Dataset& d, std::size_t k, std::uint64_t seed,
-                                                 bool classify) {
-  std::vector<std::size_t> order = data::permutation(d.rows(), seed, 0, rng::Stream::split);
-  if (classify)
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return d.targets[a] < d.targets[b]; });
-  std::vector<std::vector<std::size_t>> folds(k);
-  for (std::size_t i = 0; i < order.size(); ++i) folds[i % k].push_back(order[i]);
-  for (auto& f : folds) std::sort(f.begin(), f.end());
-  return folds;
-}
 
 struct Run {
   const Options& o;
@@ -444,15 +432,12 @@ int run(T trainer, const Run& r) {
   if (o.folds) {
     if (o.folds > r.all.rows())
       throw UsageError("--folds: " + std::to_string(o.folds) + " folds of " + std::to_string(r.all.rows()) + " rows");
-    const auto folds = make_folds(r.all, o.folds, o.seed, r.classify);
+    // seeded folds, stratified by class when classifying
+    const auto folds = data::kfold(r.all, {.k = o.folds, .seed = o.seed, .stratify = r.classify});
     describe_trainer(trainer, r, r.all);
     std::vector<double> metrics;
     for (std::size_t k = 0; k < o.folds; ++k) {
-      std::vector<std::size_t> rest;
-      for (std::size_t j = 0; j < o.folds; ++j)
-        if (j != k) rest.insert(rest.end(), folds[j].begin(), folds[j].end());
-      std::sort(rest.begin(), rest.end());
-      const data::Dataset train = r.all.subset(rest), test = r.all.subset(folds[k]);
+      const data::Dataset train = r.all.subset(folds[k].train), test = r.all.subset(folds[k].test);
       if (o.plan) {
         say("%s", trainer.plan(r.start, train).describe().c_str());
         return 0;

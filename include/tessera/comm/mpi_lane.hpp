@@ -173,7 +173,7 @@ namespace detail_mpi {
 /// the main thread.
 class World {
  public:
-  World() : world_(mpi::current()) {}
+  World() : world_(main_thread_communicator()) {}
   [[nodiscard]] std::size_t processes() const { return static_cast<std::size_t>(world_->size()); }
   [[nodiscard]] std::size_t process() const { return static_cast<std::size_t>(world_->rank()); }
   void agree(const std::string& what, const std::string& value) { world_->agree(what, value); }
@@ -187,6 +187,18 @@ class World {
   [[nodiscard]] const std::shared_ptr<mpi::Communicator>& communicator() const noexcept { return world_; }
 
  private:
+  /// MPI runs funnelled through the thread that initialised it: a fit across ranks started on
+  /// another thread (a slot of tasks::run, say) is refused before it calls MPI.
+  static std::shared_ptr<mpi::Communicator> main_thread_communicator() {
+    int main = 0;
+    MPI_Is_thread_main(&main);
+    if (!main)
+      throw Error(ErrorKind::invalid_argument,
+                  "a fit across MPI ranks must run on the thread that initialised MPI (MPI is funnelled through it); "
+                  "tasks::run runs its tasks on threads of their own: train tasks across ranks with "
+                  "tasks::run_on_ranks, or give tasks::run a trainer on threads");
+    return mpi::current();
+  }
   std::shared_ptr<mpi::Communicator> world_;
 };
 }  // namespace detail_mpi

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "tessera/detail/elementwise.hpp"
@@ -41,15 +42,19 @@ struct Optimizer {
   [[nodiscard]] std::size_t state_buffers() const noexcept {
     return kind == Kind::sgd ? 0 : kind == Kind::momentum ? 1 : 2;
   }
-  /// A one-line description, e.g. "adam(lr=0.001, ...)".
+  /// A one-line description, e.g. "adam(lr=0.001)" (numbers in their shortest form, %g).
   [[nodiscard]] std::string describe() const {
+    const auto g = [](double v) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%g", v);
+      return std::string(b);
+    };
     switch (kind) {
-      case Kind::sgd: return "sgd(lr=" + std::to_string(learning_rate) + ")";
+      case Kind::sgd: return "sgd(lr=" + g(learning_rate) + ")";
       case Kind::momentum:
-        return std::string(nesterov ? "nesterov" : "momentum") + "(lr=" + std::to_string(learning_rate) +
-               ", mu=" + std::to_string(momentum) + ")";
+        return std::string(nesterov ? "nesterov" : "momentum") + "(lr=" + g(learning_rate) + ", mu=" + g(momentum) + ")";
       case Kind::adam:
-        return std::string(decoupled_weight_decay > 0 ? "adamw" : "adam") + "(lr=" + std::to_string(learning_rate) + ")";
+        return std::string(decoupled_weight_decay > 0 ? "adamw" : "adam") + "(lr=" + g(learning_rate) + ")";
     }
     return "?";
   }

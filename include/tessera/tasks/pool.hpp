@@ -143,6 +143,8 @@ using result_of = std::remove_cvref_t<std::invoke_result_t<F&, const Context&>>;
 
 /// Runs tasks 0 .. count-1 (task(Context) -> R) on the threads of this process and returns their
 /// outcomes in task order. A task that throws leaves its error in its outcome; the others run on.
+/// With one slot the tasks run one after another on the calling thread; with more, each slot is a
+/// thread of its own.
 /// Throws Error (ErrorKind::invalid_argument) only for a task count above 2^40.
 template <class F, class R = result_of<F>>
 std::vector<Outcome<R>> run(std::size_t count, F&& task, PoolOptions options = {}) {
@@ -160,14 +162,13 @@ std::vector<Outcome<R>> run(std::size_t count, F&& task, PoolOptions options = {
       detail_pool::run_one<R>(task, c, out[i]);
     }
   };
-  if (slots == 1) {
+  if (slots == 1) {  // one after another on the calling thread
     work(0);
     return out;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(slots - 1);
-  for (std::size_t s = 1; s < slots; ++s) pool.emplace_back(work, s);
-  work(0);
+  std::vector<std::thread> pool;  // every slot a thread of its own; the caller waits
+  pool.reserve(slots);
+  for (std::size_t s = 0; s < slots; ++s) pool.emplace_back(work, s);
   for (auto& t : pool) t.join();
   return out;
 }
