@@ -51,11 +51,13 @@ struct OnThreads {
 /// A model travels between processes as the bytes of its model file.
 template <>
 struct Codec<Model> {
+  /// Appends the model file's bytes.
   static void write(std::string& out, const Model& m) {
     std::string bytes;
     tessera::detail::write_model(m, [&](const void* p, std::size_t n) { bytes.append(static_cast<const char*>(p), n); });
     Codec<std::string>::write(out, bytes);
   }
+  /// Reads a model back, checked as load_model checks a file.
   static Model read(std::string_view& in) {
     const std::string bytes = Codec<std::string>::read(in);
     return parse_model(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),

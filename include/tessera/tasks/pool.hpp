@@ -201,18 +201,24 @@ T take(std::string_view& in, const char* what) {
 }
 }  // namespace detail_codec
 
+/// Numbers and enumerations: their bytes.
 template <class T>
 struct Codec<T, std::enable_if_t<std::is_arithmetic_v<T> || std::is_enum_v<T>>> {
+  /// Appends v's bytes.
   static void write(std::string& out, const T& v) { detail_codec::put(out, v); }
+  /// Takes a value off the front of `in`; Error (format) when too few bytes are left.
   static T read(std::string_view& in) { return detail_codec::take<T>(in, "a number"); }
 };
 
+/// Strings: a length, then the bytes.
 template <>
 struct Codec<std::string> {
+  /// Appends the length and the bytes.
   static void write(std::string& out, const std::string& s) {
     detail_codec::put<std::uint64_t>(out, s.size());
     out += s;
   }
+  /// Takes a string off the front of `in`; Error (format) when it ends early.
   static std::string read(std::string_view& in) {
     const auto n = detail_codec::take<std::uint64_t>(in, "a string's length");
     if (n > in.size()) detail_codec::short_input("a string");
@@ -222,12 +228,15 @@ struct Codec<std::string> {
   }
 };
 
+/// Lists: a count, then each element.
 template <class T>
 struct Codec<std::vector<T>> {
+  /// Appends the count and the elements.
   static void write(std::string& out, const std::vector<T>& v) {
     detail_codec::put<std::uint64_t>(out, v.size());
     for (const T& x : v) Codec<T>::write(out, x);
   }
+  /// Takes a list off the front of `in`; Error (format) when it ends early.
   static std::vector<T> read(std::string_view& in) {
     const auto n = detail_codec::take<std::uint64_t>(in, "a list's length");
     if (n > in.size()) detail_codec::short_input("a list");  // every element takes at least one byte
@@ -238,12 +247,15 @@ struct Codec<std::vector<T>> {
   }
 };
 
+/// Pairs: the first, then the second.
 template <class A, class B>
 struct Codec<std::pair<A, B>> {
+  /// Appends both.
   static void write(std::string& out, const std::pair<A, B>& p) {
     Codec<A>::write(out, p.first);
     Codec<B>::write(out, p.second);
   }
+  /// Takes a pair off the front of `in`.
   static std::pair<A, B> read(std::string_view& in) {
     A a = Codec<A>::read(in);
     return {std::move(a), Codec<B>::read(in)};
