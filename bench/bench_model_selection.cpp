@@ -106,6 +106,8 @@ int main(int argc, char** argv) try {
                 points.size() * model_selection_folds.k, seq.seconds, par.seconds, seq.seconds / par.seconds,
                 par.best_cv, par.test_accuracy, par.best.c_str(), seq.test_accuracy,
                 seq.best == par.best && seq.best_cv == par.best_cv ? "" : "  [the 1-slot search found another best]");
+    std::printf("         fold fits %.3f s summed (1 slot), %.3f s (2 slots); 1 slot's refit and bookkeeping %.3f s\n",
+                seq.task_seconds, par.task_seconds, seq.seconds - seq.task_seconds);
     if (seq.failed + par.failed)
       std::printf("         %zu points failed, e.g. %s\n", seq.failed + par.failed,
                   (seq.failed ? seq : par).first_error.c_str());
