@@ -8,10 +8,6 @@
 #   bash bench/model_selection.sh [build-dir]     (default build/release; ROUNDS=3, FIRST=1,
 #                         GROUP_ROUNDS=1, OUT=/tmp/tessera-model-selection, NICE="nice -n -20")
 set -euo pipefail
-# One OpenMP thread per process unless asked otherwise: a search's refit runs outside the task
-# pool's thread budget, and with OpenMP's default (every core) on this 2-core machine it took
-# 8x (threads, 1 slot) to 80x (4 ranks) longer whenever other work held a core.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
 rounds=${ROUNDS:-3}

@@ -38,9 +38,11 @@ struct OnThreads {
   auto run(std::size_t count, F&& task) const {
     return tasks::run(count, std::forward<F>(task), pool);
   }
-  /// Cores a fit outside the pool may use (the pool's, or the machine's).
+  /// Cores a fit outside the pool may use: the pool's (`cores`, else slots x threads_per_task when
+  /// both are set), or the machine's (a task's share inside a task).
   [[nodiscard]] std::size_t threads() const {
     if (pool.cores) return pool.cores;
+    if (pool.slots && pool.threads_per_task) return pool.slots * pool.threads_per_task;
     if (const std::size_t b = tessera::detail::task_thread_budget()) return b;
     return tessera::detail::hardware_threads();
   }
@@ -458,6 +460,7 @@ SearchResult search(const data::Dataset& d, const std::vector<Candidate>& candid
   if (o.refit && r.found()) {
     std::vector<std::size_t> all(d.rows());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const tasks::detail_pool::TaskThreads cores(runner.threads());  // the pool's cores, not the machine's
     r.model = detail_search::train_and_test<TrainerT>(d, outputs[r.best], candidates[r.best], all, nullptr, o,
                                                       runner.threads(), detail_search::fit_ranks<TrainerT>(runner))
                   .first;
