@@ -3,13 +3,13 @@
 # (AddressSanitizer + UndefinedBehaviorSanitizer), writes the seed corpora with the library, and
 # runs each target for SECONDS (default 600) with the limits that make a header-sized allocation
 # a finding (-rss_limit_mb=2048 -malloc_limit_mb=1024). Findings land in build/fuzz/findings/.
-#   bash tools/fuzz.sh [SECONDS] [TARGET...]      TARGET: csv tsrd model checkpoint (default: all)
+#   bash tools/fuzz.sh [SECONDS] [TARGET...]      TARGET: csv tsrd model checkpoint tasks (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(csv tsrd model checkpoint)
+((${#targets[@]})) || targets=(csv tsrd model checkpoint tasks)
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [[ -n "$cxx" ]] || { echo "fuzz.sh: clang++ not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 build=build/fuzz

@@ -1,6 +1,6 @@
 // Writes the fuzz targets' seed corpora with the library itself: valid CSV, TSRD, raw float32 and
 // model files of a few shapes, each prefixed with the option byte(s) its target reads first.
-//   write_seeds <folder>   ->  <folder>/csv, <folder>/tsrd, <folder>/model, <folder>/checkpoint
+//   write_seeds <folder>   ->  <folder>/csv, <folder>/tsrd, <folder>/model, <folder>/checkpoint, <folder>/tasks
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +13,8 @@
 #include "tessera/data/standardize.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/model/models.hpp"
+#include "tessera/select/search.hpp"
+#include "tessera/tasks/pool.hpp"
 #include "tessera/train/checkpoint.hpp"
 
 namespace fs = std::filesystem;
@@ -43,7 +45,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path root = argv[1];
-  for (const char* t : {"csv", "tsrd", "model", "checkpoint"}) fs::create_directories(root / t);
+  for (const char* t : {"csv", "tsrd", "model", "checkpoint", "tasks"}) fs::create_directories(root / t);
   const fs::path tmp = root / "scratch";
   fs::create_directories(tmp);
 
@@ -92,6 +94,30 @@ int main(int argc, char** argv) {
       seed(root / "model", "model" + std::to_string(k) + "_" + std::to_string(int(mode)), std::string{mode}, body);
     ++k;
   }
+  // task outcomes: a group's report of numbers, named numbers, parameters and models, some failed
+  {
+    const auto outcomes = [](auto value, std::size_t n) {
+      using R = decltype(value);
+      std::vector<tasks::Outcome<R>> v(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        v[i].index = n - 1 - i;
+        v[i].slot = i % 2;
+        v[i].seconds = 0.25 * static_cast<double>(i);
+        if (i % 3 == 2) v[i].error = "tessera: task " + std::to_string(i) + " failed";
+        else v[i].value = value;
+      }
+      const std::string b = tasks::encode_outcomes(v);
+      return std::vector<char>(b.begin(), b.end());
+    };
+    // first byte: result type (low 2 bits) and task count - 1 (the rest)
+    const auto prefix = [](int type, std::size_t tasks) { return std::string(1, static_cast<char>(type | ((tasks - 1) << 2))); };
+    seed(root / "tasks", "numbers", prefix(0, 4), outcomes(0.975, 4));
+    seed(root / "tasks", "named", prefix(1, 5),
+         outcomes(std::vector<std::pair<std::string, double>>{{"accuracy", 0.97}, {"loss", 0.1}}, 5));
+    seed(root / "tasks", "parameters", prefix(2, 3), outcomes(std::vector<float>{1.0f, -2.0f, 0.5f}, 3));
+    seed(root / "tasks", "models", prefix(3, 2), outcomes(models[2], 2));
+  }
+
   // checkpoints: at an epoch's start and mid-epoch, with and without optimizer state and history
   k = 0;
   for (const Model& m : models) {

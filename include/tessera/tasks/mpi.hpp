@@ -75,40 +75,6 @@ class Counter {
   MPI_Win win_ = MPI_WIN_NULL;
 };
 
-/// The outcomes of one group, as bytes.
-template <class R>
-std::string encode(const std::vector<Outcome<R>>& done) {
-  std::string out;
-  Codec<std::uint64_t>::write(out, done.size());
-  for (const Outcome<R>& o : done) {
-    Codec<std::uint64_t>::write(out, o.index);
-    Codec<std::uint64_t>::write(out, o.slot);
-    Codec<double>::write(out, o.seconds);
-    Codec<std::string>::write(out, o.error);
-    Codec<std::uint8_t>::write(out, o.ok() ? 1 : 0);
-    if (o.ok()) Codec<R>::write(out, *o.value);
-  }
-  return out;
-}
-
-template <class R>
-void decode(std::string_view in, std::vector<Outcome<R>>& all, std::vector<bool>& seen) {
-  const auto n = Codec<std::uint64_t>::read(in);
-  for (std::uint64_t k = 0; k < n; ++k) {
-    Outcome<R> o;
-    o.index = static_cast<std::size_t>(Codec<std::uint64_t>::read(in));
-    o.slot = static_cast<std::size_t>(Codec<std::uint64_t>::read(in));
-    o.seconds = Codec<double>::read(in);
-    o.error = Codec<std::string>::read(in);
-    if (Codec<std::uint8_t>::read(in)) o.value.emplace(Codec<R>::read(in));
-    tessera::detail::require(o.index < all.size() && !seen[o.index], ErrorKind::format,
-                             "tasks::run_on_ranks: a group reported task " + std::to_string(o.index) +
-                                 (o.index < all.size() ? " twice" : ", which does not exist"));
-    seen[o.index] = true;
-    all[o.index] = std::move(o);
-  }
-}
-
 }  // namespace detail_mpi_pool
 
 /// Runs tasks 0 .. count-1 (task(Context) -> R) over the ranks of MPI_COMM_WORLD, in groups of
@@ -165,9 +131,9 @@ std::vector<Outcome<R>> run_on_ranks(std::size_t count, F&& task, RankOptions op
   // every group's outcomes to every rank, in task order
   std::vector<Outcome<R>> all(count);
   std::vector<bool> seen(count, false);
-  const std::string blob = group.rank() == 0 ? detail_mpi_pool::encode(mine) : std::string();
+  const std::string blob = group.rank() == 0 ? encode_outcomes(mine) : std::string();
   for (std::size_t r = 0; r < size; r += g)
-    detail_mpi_pool::decode<R>(world->broadcast_text(blob, static_cast<int>(r), "task outcomes"), all, seen);
+    decode_outcomes<R>(world->broadcast_text(blob, static_cast<int>(r), "task outcomes"), all, seen);
   for (std::size_t i = 0; i < count; ++i)
     if (!seen[i]) all[i].index = i, all[i].error = "tasks::run_on_ranks: no group ran this task";
   return all;

@@ -150,7 +150,8 @@ template <class F, class R = result_of<F>>
 std::vector<Outcome<R>> run(std::size_t count, F&& task, PoolOptions options = {}) {
   tessera::detail::require(count <= (std::size_t{1} << 40), ErrorKind::invalid_argument,
                            "tasks::run: " + std::to_string(count) + " tasks is above the limit of 2^40");
-  const auto [slots, threads] = detail_pool::shape(options, count);
+  const std::pair<std::size_t, std::size_t> shape = detail_pool::shape(options, count);
+  const std::size_t slots = shape.first, threads = shape.second;  // (captured below: not a structured binding)
   std::vector<Outcome<R>> out(count);
   std::atomic<std::size_t> next{0};
   const auto work = [&](std::size_t slot) {
@@ -240,8 +241,7 @@ struct Codec<std::vector<T>> {
   static std::vector<T> read(std::string_view& in) {
     const auto n = detail_codec::take<std::uint64_t>(in, "a list's length");
     if (n > in.size()) detail_codec::short_input("a list");  // every element takes at least one byte
-    std::vector<T> v;
-    v.reserve(static_cast<std::size_t>(n));
+    std::vector<T> v;  // grown as elements are read, never sized by the count alone
     for (std::uint64_t i = 0; i < n; ++i) v.push_back(Codec<T>::read(in));
     return v;
   }
@@ -268,6 +268,53 @@ concept Transferable = requires(std::string& out, const T& v, std::string_view& 
   Codec<T>::write(out, v);
   { Codec<T>::read(in) } -> std::convertible_to<T>;
 };
+
+/// Outcomes as bytes (how a group of ranks reports its tasks): a count, then per outcome its
+/// index, slot, seconds, error and, when it has one, its value.
+template <class R>
+  requires Transferable<R>
+std::string encode_outcomes(const std::vector<Outcome<R>>& done) {
+  std::string out;
+  Codec<std::uint64_t>::write(out, done.size());
+  for (const Outcome<R>& o : done) {
+    Codec<std::uint64_t>::write(out, o.index);
+    Codec<std::uint64_t>::write(out, o.slot);
+    Codec<double>::write(out, o.seconds);
+    Codec<std::string>::write(out, o.error);
+    Codec<std::uint8_t>::write(out, o.ok() ? 1 : 0);
+    if (o.ok()) Codec<R>::write(out, *o.value);
+  }
+  return out;
+}
+
+/// Reads outcomes written by encode_outcomes into `all` (one slot per task), marking each in
+/// `seen`. Throws Error (ErrorKind::format) for bytes that end early, an index past `all`, a task
+/// reported twice, or bytes left over.
+template <class R>
+  requires Transferable<R>
+void decode_outcomes(std::string_view in, std::vector<Outcome<R>>& all, std::vector<bool>& seen) {
+  tessera::detail::require(seen.size() == all.size(), ErrorKind::invalid_argument,
+                           "tasks::decode_outcomes: one mark per task needed");
+  const auto n = Codec<std::uint64_t>::read(in);
+  tessera::detail::require(n <= in.size(), ErrorKind::format,
+                           "tasks::Codec: a task result ends early (reading " + std::to_string(n) + " outcomes)");
+  for (std::uint64_t k = 0; k < n; ++k) {
+    Outcome<R> o;
+    const auto index = Codec<std::uint64_t>::read(in);
+    tessera::detail::require(index < all.size() && !seen[static_cast<std::size_t>(index)], ErrorKind::format,
+                             "tasks::run_on_ranks: a group reported task " + std::to_string(index) +
+                                 (index < all.size() ? " twice" : ", which does not exist"));
+    o.index = static_cast<std::size_t>(index);
+    o.slot = static_cast<std::size_t>(Codec<std::uint64_t>::read(in));
+    o.seconds = Codec<double>::read(in);
+    o.error = Codec<std::string>::read(in);
+    if (Codec<std::uint8_t>::read(in)) o.value.emplace(Codec<R>::read(in));
+    seen[o.index] = true;
+    all[o.index] = std::move(o);
+  }
+  tessera::detail::require(in.empty(), ErrorKind::format,
+                           "tasks::Codec: " + std::to_string(in.size()) + " bytes after the last outcome");
+}
 
 }  // namespace tasks
 }  // namespace tessera
