@@ -9,6 +9,10 @@
 #include <cstddef>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "tessera/detail/blas.hpp"
 #include "tessera/device/concepts.hpp"
 
@@ -85,6 +89,9 @@ namespace detail {
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
+#if defined(_OPENMP)
+    omp_previous_ = omp_get_max_threads();
+#endif
 #if defined(OPENBLAS_VERSION)
     previous_ = openblas_get_num_threads();
     openblas_set_num_threads(1);
@@ -94,12 +101,18 @@ class SingleThreadedBlas {
 #if defined(OPENBLAS_VERSION)
     openblas_set_num_threads(previous_);
 #endif
+#if defined(_OPENMP)
+    // an OpenMP build of OpenBLAS sets the calling thread's OpenMP thread count with its own:
+    // this thread's count (a task's share of the cores, say) comes back as it was
+    omp_set_num_threads(omp_previous_);
+#endif
   }
   SingleThreadedBlas(const SingleThreadedBlas&) = delete;
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
   int previous_ = 1;
+  int omp_previous_ = 1;
 };
 
 }  // namespace detail
