@@ -9,6 +9,10 @@
 
 #include "tessera/tessera.hpp"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "support.hpp"
 
 using namespace tessera;
@@ -115,6 +119,24 @@ TEST_CASE("the pool shares the cores: slots x threads, and a Trainer in a task t
       },
       {.slots = 1, .threads_per_task = 4});
   CHECK(*nested.front().value == 2);
+}
+
+TEST_CASE("a task's OpenMP share survives a fit of several workers; slots are never idle", "[tasks]") {
+#if defined(_OPENMP)
+  const data::Dataset d = blobs(96, 4, 3);
+  const auto out = tasks::run(
+      2,
+      [&](const tasks::Context& c) {
+        Model m = models::softmax_regression(4, 3, {.seed = 1});
+        Trainer<>({.batch_size = 8, .epochs = 1, .workers = 2, .progress = Progress::never}, optim::sgd(0.1)).fit(m, d);
+        return std::pair<std::size_t, int>{c.threads, omp_get_max_threads()};
+      },
+      {.slots = 2, .cores = 6});
+  for (const auto& o : out) CHECK(static_cast<int>(o.value->first) == o.value->second);
+#endif
+  // 2 tasks on 8 asked slots of 16 cores: 2 slots of 8 cores, not 8 slots of 2 with 6 idle
+  const auto shares = tasks::run(2, [](const tasks::Context& c) { return c.threads; }, {.slots = 8, .cores = 16});
+  for (const auto& o : shares) CHECK(*o.value == 8);
 }
 
 TEST_CASE("the same seeds give the same bits sequentially and on 2 threads", "[tasks]") {
@@ -302,6 +324,42 @@ TEST_CASE("a point that diverges is reported with its error; the other points ar
   CHECK_FALSE(r.points[1].scores.ok());
   CHECK_THAT(r.points[1].scores.error, Catch::Contains("fold 1: tessera: Trainer::fit: the loss became") && Catch::Contains("Lower the learning rate"));
   CHECK(r.best == 0);
+}
+
+TEST_CASE("scores: the mean and standard deviation of the folds; a lower-is-better metric ranks the lowest first", "[tasks][search]") {
+  const data::Dataset d = blobs(240, 4, 3);
+  select::Grid g;
+  g.base.epochs = 4;
+  g.base.batch_size = 24;
+  g.learning_rates = {1e-3, 3e-2};
+  const auto points = g.points();
+  for (select::Metric m : {select::Metric::accuracy, select::Metric::log_loss, select::Metric::loss}) {
+    INFO(select::to_string(m));
+    const auto r = select::search(d, points, {.folds = {4, 3, true}, .metric = m, .refit = false});
+    REQUIRE(r.found());
+    CHECK(r.metric == m);
+    for (const auto& p : r.points) {
+      double mean = 0.0, var = 0.0;
+      for (double f : p.scores.folds) mean += f / 4.0;
+      for (double f : p.scores.folds) var += (f - mean) * (f - mean) / 4.0;
+      CHECK(p.scores.mean == Approx(mean).epsilon(1e-12));
+      CHECK(p.scores.stddev == Approx(std::sqrt(var)).margin(1e-12));
+    }
+    const double a = r.points[0].scores.mean, b = r.points[1].scores.mean;
+    REQUIRE(a != b);
+    const std::size_t better = select::higher_is_better(m) ? (a > b ? 0 : 1) : (a < b ? 0 : 1);
+    CHECK(r.best == better);
+    CHECK(r.best == 1);  // the faster rate fits these blobs better in 4 epochs, by every metric
+  }
+  CHECK_THROWS_MATCHES(select::search(d, points, {.metric = select::Metric::r2}).best_point(), Error,
+                       ErrorWith(ErrorKind::runtime, "no candidate ran on every fold"));
+}
+
+TEST_CASE("a search refuses a shard of a data set", "[tasks][search]") {
+  data::Dataset d = blobs(60, 3, 3);
+  d.shard = {.index = 0, .count = 2, .first_row = 0, .total_rows = 120};
+  select::Candidate c;
+  CHECK_THROWS_MATCHES(select::search(d, {c}), Error, ErrorWith(ErrorKind::invalid_argument, "is shard 0 of 2"));
 }
 
 TEST_CASE("cross-validation fits the standardizer inside each fold", "[tasks][search]") {

@@ -54,6 +54,36 @@ struct GroupFor<MpiAllreduce, Cpu> {
 /// communicator (MPI_COMM_WORLD, or an mpi::Scope's).
 template <>
 struct ProcessSum<MpiAllreduce> {
+  /// Every rank checks that it holds its own shard of one split over the ranks of the fit, and
+  /// the ranks agree on the whole data set's rows and the table's width: a problem anywhere stops
+  /// every rank, naming it.
+  static void check(const data::Dataset& d, std::size_t width) {
+    int main = 0;
+    MPI_Is_thread_main(&main);
+    require(main != 0, ErrorKind::invalid_argument,
+            "Trainer::evaluate: shards are evaluated across MPI ranks, on the thread that initialised MPI; this "
+            "is another thread (a slot of tasks::run?)");
+    const auto c = mpi::current();
+    const auto size = static_cast<std::size_t>(c->size()), rank = static_cast<std::size_t>(c->rank());
+    std::string problem;
+    if (d.shard.count != size) {
+      problem = "the data set is split into " + std::to_string(d.shard.count) + " shards for " + std::to_string(size) +
+                " ranks";
+    } else if (d.shard.index != rank) {
+      problem = "rank " + std::to_string(rank) + " holds shard " + std::to_string(d.shard.index);
+    } else {
+      const auto [lo, hi] = data::shard_rows(d.shard.total_rows, d.shard.index, d.shard.count);
+      if (d.shard.first_row != lo || d.rows() != hi - lo)
+        problem = "shard " + std::to_string(d.shard.index) + " holds rows [" + std::to_string(d.shard.first_row) + ", " +
+                  std::to_string(d.shard.first_row + d.rows()) + ") of " + std::to_string(d.shard.total_rows) +
+                  ", data::shard_rows gives [" + std::to_string(lo) + ", " + std::to_string(hi) + ")";
+    }
+    c->agree("evaluation on shards",
+             problem.empty() ? std::to_string(d.shard.total_rows) + " rows | " + std::to_string(width) + " values per row"
+                             : "this rank cannot evaluate: " + problem);
+    require(problem.empty(), ErrorKind::invalid_argument, "Trainer::evaluate: " + problem);
+  }
+  /// The per-row tables added over the ranks.
   static void sum(double* p, std::size_t n) { mpi::current()->all_reduce(p, n, "evaluation rows"); }
 };
 

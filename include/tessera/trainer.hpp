@@ -354,9 +354,12 @@ class Trainer {
   [[nodiscard]] Evaluation evaluate(const Model& model, const data::Dataset& d) const {
     check_data(model, d, "Trainer::evaluate");
     if constexpr (requires(double* p, std::size_t n) { detail::ProcessSum<reduce>::sum(p, n); }) {
-      if (d.sharded())
+      if (d.sharded()) {
+        if constexpr (requires { detail::ProcessSum<reduce>::check(d, std::size_t{}); })
+          detail::ProcessSum<reduce>::check(d, detail::scored_width(model));
         return detail::evaluate_exactly(model, d, workers(),
                                         [](double* p, std::size_t n) { detail::ProcessSum<reduce>::sum(p, n); });
+      }
     }
     return detail::evaluate_exactly(model, d, workers());
   }

@@ -17,6 +17,7 @@
 #include "tessera/tessera.hpp"
 
 #include "blobs.hpp"
+#include "../support.hpp"
 
 using namespace tessera;
 using tessera::test::blobs;
@@ -66,14 +67,12 @@ TEST_CASE("tasks on single ranks: every outcome on every rank, the sequential bi
   const auto out = tasks::run_on_ranks(
       7, [](const tasks::Context& c) { return seeded_fit<Trainer<>>(data_set(), c); }, {.ranks_per_task = 1, .threads_per_rank = 1});
   REQUIRE(out.size() == 7);
-  std::vector<bool> groups(static_cast<std::size_t>(world_size()), false);
   for (std::size_t i = 0; i < out.size(); ++i) {
     INFO("task " << i << ": " << out[i].error);
     CHECK(out[i].index == i);
     REQUIRE(out[i].ok());
     CHECK(same_bits(*out[i].value, *reference()[i].value));
-    REQUIRE(out[i].slot < groups.size());
-    groups[out[i].slot] = true;
+    CHECK(out[i].slot < static_cast<std::size_t>(world_size()));
   }
 }
 
@@ -121,6 +120,26 @@ TEST_CASE("a task that fails on one rank of its group ends that task only", "[mp
   CHECK(one == world_size());
 }
 
+TEST_CASE("a failure on a later rank of a group after the task's last collective is reported", "[mpi][tasks]") {
+  if (world_size() % 2 != 0) return;
+  const auto out = tasks::run_on_ranks(
+      4,
+      [](const tasks::Context& c) {
+        auto params = seeded_fit<Trainer<Reduce<MpiAllreduce>>>(data_set(), c);
+        if (c.index == 1 && mpi::current()->rank() == 1)
+          throw Error(ErrorKind::runtime, "task 1 fails on its second rank after training");
+        return params;
+      },
+      {.ranks_per_task = 2, .threads_per_rank = 1});
+  REQUIRE_FALSE(out[1].ok());
+  CHECK_THAT(out[1].error, Catch::Contains("rank 1 of the task's 2 ranks") &&
+                               Catch::Contains("task 1 fails on its second rank after training"));
+  for (std::size_t i : {0, 2, 3}) {
+    REQUIRE(out[i].ok());
+    CHECK(same_bits(*out[i].value, *reference()[i].value));
+  }
+}
+
 TEST_CASE("a search over rank groups scores every fold as a search on threads does", "[mpi][tasks][search]") {
   select::Grid grid;
   grid.base.epochs = 3;
@@ -160,6 +179,13 @@ TEST_CASE("evaluate on per-rank shards counts every row once, with one process's
   CHECK(same_bits(spread.loss, whole.loss));
   CHECK(same_bits(spread.accuracy, whole.accuracy));
   CHECK(same_bits(spread.log_loss, whole.log_loss));
+  // shards that are not this rank's own: every rank refuses, naming the problem
+  if (size > 1) {
+    data::Dataset wrong = shard;
+    wrong.shard.index = (rank + 1) % size;
+    CHECK_THROWS_MATCHES(Trainer<Reduce<MpiAllreduce>>({.workers = 1}, optim::sgd(0.1)).evaluate(m, wrong), Error,
+                         tessera::test::ErrorWith(ErrorKind::invalid_argument, "cannot evaluate"));
+  }
 }
 
 TEST_CASE("a fit across ranks on a thread of tasks::run is refused before it calls MPI", "[mpi][tasks]") {

@@ -267,9 +267,13 @@ class Communicator {
   void barrier_unbounded(const char* what) const {
     MPI_Request q = MPI_REQUEST_NULL;
     check(MPI_Ibarrier(comm_, &q), "MPI_Barrier");
+    unsigned polls = 0;
     waiting("barrier", what, -1, 0, [&] {
       int done = 0;
       check(MPI_Test(&q, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      // a rank that may wait as long as others work leaves them the cores: after the first
+      // thousand polls it sleeps a millisecond between them
+      if (!done && ++polls > 1000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       return done != 0;
     }, std::numeric_limits<double>::infinity());
   }

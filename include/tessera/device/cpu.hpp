@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <mutex>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -85,7 +86,10 @@ static_assert(DeviceType<Cpu> && DeviceType<detail::CpuWorker>);
 namespace detail {
 
 /// Holds the CBLAS library to one thread while alive (OpenBLAS only; other CBLAS libraries are
-/// left as configured), restoring the previous count after.
+/// left as configured), restoring the previous count after. OpenBLAS's count is one per process:
+/// while several guards are alive at once (fits in several slots of a task pool) the first sets it
+/// and the last restores it. The calling thread's OpenMP count, which an OpenMP build of OpenBLAS
+/// sets with its own, comes back as it was for each guard.
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
@@ -93,17 +97,21 @@ class SingleThreadedBlas {
     omp_previous_ = omp_get_max_threads();
 #endif
 #if defined(OPENBLAS_VERSION)
-    previous_ = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    const std::lock_guard<std::mutex> lock(state().mutex);
+    if (state().holders++ == 0) {
+      state().previous = openblas_get_num_threads();
+      openblas_set_num_threads(1);
+    }
 #endif
   }
   ~SingleThreadedBlas() {
 #if defined(OPENBLAS_VERSION)
-    openblas_set_num_threads(previous_);
+    {
+      const std::lock_guard<std::mutex> lock(state().mutex);
+      if (--state().holders == 0) openblas_set_num_threads(state().previous);
+    }
 #endif
 #if defined(_OPENMP)
-    // an OpenMP build of OpenBLAS sets the calling thread's OpenMP thread count with its own:
-    // this thread's count (a task's share of the cores, say) comes back as it was
     omp_set_num_threads(omp_previous_);
 #endif
   }
@@ -111,7 +119,15 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int previous_ = 1;
+  struct Shared {
+    std::mutex mutex;
+    std::size_t holders = 0;
+    int previous = 1;
+  };
+  static Shared& state() {
+    static Shared s;
+    return s;
+  }
   int omp_previous_ = 1;
 };
 

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -118,7 +119,10 @@ inline void score_rows_parallel(const Model& m, const data::Dataset& d, std::siz
     }
   };
   std::vector<std::thread> team;
-  for (std::size_t i = 1; i < workers; ++i) team.emplace_back(work);
+  try {
+    for (std::size_t i = 1; i < workers; ++i) team.emplace_back(work);
+  } catch (const std::system_error&) {  // fewer threads than asked: the ones there share the blocks
+  }
   work();
   for (auto& th : team) th.join();
   if (error) std::rethrow_exception(error);
@@ -163,6 +167,9 @@ inline Evaluation evaluate_exactly(const Model& m, const data::Dataset& d, std::
   const bool spread = d.sharded() && sum_over_processes;
   const std::size_t total = spread ? d.total_rows() : d.rows();
   const std::size_t first = spread ? d.shard.first_row : 0;
+  require(!spread || (first <= total && d.rows() <= total - first), ErrorKind::invalid_argument,
+          "Trainer::evaluate: shard " + std::to_string(d.shard.index) + " holds rows [" + std::to_string(first) + ", +" +
+              std::to_string(d.rows()) + ") of a data set of " + std::to_string(total) + " rows");
   const std::size_t w = scored_width(m);
   std::size_t cells = 0;
   require(!mul_overflows(total, w, cells), ErrorKind::resource,

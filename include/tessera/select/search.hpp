@@ -77,7 +77,7 @@ enum class Metric {
   log_loss,   ///< lower is better
   mse,        ///< lower is better
   r2,         ///< higher is better
-  loss,       ///< the model's loss (lower is better)
+  loss,       ///< the model's loss, its weight penalty included (lower is better; it favours small weight decays)
 };
 
 /// The metric's name.
@@ -322,6 +322,9 @@ struct SearchResult {
   /// The best candidate refit on all training rows, its standardizer attached (serve it with
   /// predict_raw); empty when refit is off or no point ran.
   Model model{};
+  /// Why the refit failed (the best candidate's batch does not divide over the ranks of the refit,
+  /// say); empty when it ran or was not asked for.
+  std::string refit_error{};
   /// Wall time of the whole search, refit included.
   double seconds = 0.0;
 
@@ -387,6 +390,13 @@ std::pair<Model, Evaluation> train_and_test(const data::Dataset& d, std::size_t 
   return {std::move(m), e};
 }
 
+/// Ranks a task's fit spans: its group's for a trainer across processes; 1 for a trainer on the
+/// threads of one process (each rank of a group would then train the whole task alone).
+template <class TrainerT>
+std::size_t task_ranks(const tasks::Context& c) {
+  return TrainerT::policies::reduce::across_processes ? c.ranks : 1;
+}
+
 /// Ranks a fit outside the pool (the refit) spans: every rank for a trainer across processes.
 template <class TrainerT, class Runner>
 std::size_t fit_ranks(const Runner& runner) {
@@ -419,6 +429,10 @@ SearchResult search(const data::Dataset& d, const std::vector<Candidate>& candid
   const auto t0 = std::chrono::steady_clock::now();
   tessera::detail::require(!candidates.empty(), ErrorKind::invalid_argument, "select::search: no candidates");
   tessera::detail::require(!d.empty(), ErrorKind::invalid_argument, "select::search: the data set has no rows");
+  tessera::detail::require(!d.sharded(), ErrorKind::invalid_argument,
+                           "select::search: the data set is shard " + std::to_string(d.shard.index) + " of " +
+                               std::to_string(d.shard.count) +
+                               "; folds are cut from whole data sets: give every rank all the rows");
   data::KFold kf = o.folds;
   kf.stratify = kf.stratify && is_classification(candidates.front().loss) && d.target_dim == 1;
   const std::vector<data::Fold> folds = data::kfold(d, kf);
@@ -432,7 +446,8 @@ SearchResult search(const data::Dataset& d, const std::vector<Candidate>& candid
     const std::size_t p = c.index / k, f = c.index % k;
     const Metric m = r.metric;
     const auto [model, e] = detail_search::train_and_test<TrainerT>(d, outputs[p], candidates[p], folds[f].train,
-                                                                    &folds[f].test, o, c.threads, c.ranks);
+                                                                    &folds[f].test, o, c.threads,
+                                                                    detail_search::task_ranks<TrainerT>(c));
     const double v = value_of(m, e);
     tessera::detail::require(!std::isnan(v), ErrorKind::invalid_argument,
                              std::string("select::search: the metric ") + to_string(m) + " does not apply to the loss " +
@@ -461,9 +476,13 @@ SearchResult search(const data::Dataset& d, const std::vector<Candidate>& candid
     std::vector<std::size_t> all(d.rows());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
     const tasks::detail_pool::TaskThreads cores(runner.threads());  // the pool's cores, not the machine's
-    r.model = detail_search::train_and_test<TrainerT>(d, outputs[r.best], candidates[r.best], all, nullptr, o,
-                                                      runner.threads(), detail_search::fit_ranks<TrainerT>(runner))
-                  .first;
+    try {  // every point's scores stay, whatever the refit meets
+      r.model = detail_search::train_and_test<TrainerT>(d, outputs[r.best], candidates[r.best], all, nullptr, o,
+                                                        runner.threads(), detail_search::fit_ranks<TrainerT>(runner))
+                    .first;
+    } catch (const std::exception& e) {
+      r.refit_error = e.what();
+    }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
@@ -482,7 +501,7 @@ class Ensemble {
  public:
   /// The members that trained; each takes raw rows (its standardizer attached).
   std::vector<Model> members{};
-  /// Errors of the members that failed, as "member 2: ...".
+  /// Errors of the members that failed, as "member 2: ..." (the index in the list given, from 0).
   std::vector<std::string> errors{};
 
   /// The mean over members of predict_raw(x). Throws Error (ErrorKind::runtime) without members.
@@ -530,7 +549,7 @@ Ensemble train_ensemble(const data::Dataset& d, const std::vector<Candidate>& me
   const auto outcomes = runner.run(members.size(), [&](const tasks::Context& c) -> Model {
     const Candidate& m = members[c.index];
     return detail_search::train_and_test<TrainerT>(d, detail_search::outputs_for(m, d), m, all, nullptr, o, c.threads,
-                                                   c.ranks)
+                                                   detail_search::task_ranks<TrainerT>(c))
         .first;
   });
   Ensemble e;

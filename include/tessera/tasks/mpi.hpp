@@ -101,7 +101,7 @@ std::vector<Outcome<R>> run_on_ranks(std::size_t count, F&& task, RankOptions op
   const std::size_t group_index = rank / g;
   const mpi::Communicator group = world->split(static_cast<int>(group_index), static_cast<int>(rank % g));
   std::vector<Outcome<R>> mine;
-  {
+  try {
     detail_mpi_pool::Counter counter(world->native());
     world->barrier("the task counter");  // set to 0 on rank 0 before any group takes from it
     for (;;) {
@@ -121,12 +121,33 @@ std::vector<Outcome<R>> run_on_ranks(std::size_t count, F&& task, RankOptions op
         mpi::Scope scope(task_comm);
         detail_pool::run_one<R>(task, c, o);
       }
-      // a rank whose task threw tells the rest of its group, which may wait for it in the task's
-      // collectives (an error the fit raised on every rank at once reaches ranks already done)
-      if (!o.ok() && !task_comm->broken() && g > 1) task_comm->notify_failure("rank " + std::to_string(task_comm->rank()) + ": " + o.error);
+      if (g > 1) {
+        // a rank whose task threw tells the rest of its group, which may wait for it in the task's
+        // collectives; then the group, on its own sound communicator, waits for all its ranks (a
+        // task may run long on one rank alone: no time limit) and learns which ranks failed, so
+        // that the first rank reports a failure wherever it happened
+        if (!o.ok() && !task_comm->broken())
+          task_comm->notify_failure("rank " + std::to_string(task_comm->rank()) + ": " + o.error);
+        group.barrier_unbounded("the group's ranks finishing their task");
+        std::vector<double> failed(g, 0.0);
+        failed[static_cast<std::size_t>(group.rank())] = o.ok() ? 0.0 : 1.0;
+        group.all_reduce(failed.data(), g, "which ranks' tasks failed");
+        const auto first = static_cast<int>(std::find(failed.begin(), failed.end(), 1.0) - failed.begin());
+        if (first < static_cast<int>(g)) {
+          const std::string why = group.broadcast_text(o.error, first, "a failed task's error");
+          if (o.ok()) {
+            o.value.reset();
+            o.error = "rank " + std::to_string(first) + " of the task's " + std::to_string(g) + " ranks: " + why;
+          }
+        }
+      }
       if (group.rank() == 0) mine.push_back(std::move(o));
     }
     world->barrier_unbounded("the end of the task pool (every group finishing its last task)");
+  } catch (const std::exception& e) {
+    // outside any task (MPI itself, memory): every rank stops, naming this one, instead of waiting
+    world->notify_failure("rank " + std::to_string(rank) + ": tasks::run_on_ranks: " + e.what());
+    throw;
   }
   // every group's outcomes to every rank, in task order
   std::vector<Outcome<R>> all(count);

@@ -22,12 +22,16 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+#if defined(__linux__)
+#include <sched.h>
 #endif
 
 #include "tessera/core/error.hpp"
@@ -41,8 +45,17 @@ inline std::size_t& task_thread_budget() noexcept {
   thread_local std::size_t budget = 0;
   return budget;
 }
-/// Hardware threads of the machine (at least 1).
+/// The hardware threads this process may run on (at least 1): its CPU affinity on Linux (taskset,
+/// cpusets, mpirun's binding), the machine's hardware threads elsewhere.
 inline std::size_t hardware_threads() noexcept {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<std::size_t>(n);
+  }
+#endif
   const unsigned hw = std::thread::hardware_concurrency();
   return hw ? hw : 1;
 }
@@ -89,8 +102,11 @@ inline std::pair<std::size_t, std::size_t> shape(const PoolOptions& o, std::size
   std::size_t slots = o.slots, threads = o.threads_per_task;
   if (!slots && !threads) threads = 1;
   if (!slots) slots = std::max<std::size_t>(1, cores / threads);
-  if (!threads) threads = std::max<std::size_t>(1, cores / slots);
-  slots = std::max<std::size_t>(1, std::min(slots, std::max<std::size_t>(tasks, 1)));
+  slots = std::max<std::size_t>(1, std::min(slots, std::max<std::size_t>(tasks, 1)));  // no idle slots
+  if (!threads) threads = std::max<std::size_t>(1, cores / slots);  // the cores of the slots that run
+  tessera::detail::require(threads <= 4096 && slots <= 4096, ErrorKind::invalid_argument,
+                           "tasks::run: " + std::to_string(slots) + " slots of " + std::to_string(threads) +
+                               " threads is above the limit of 4096 each (was a count set from a negative number?)");
   return {slots, threads};
 }
 
@@ -169,7 +185,14 @@ std::vector<Outcome<R>> run(std::size_t count, F&& task, PoolOptions options = {
   }
   std::vector<std::thread> pool;  // every slot a thread of its own; the caller waits
   pool.reserve(slots);
-  for (std::size_t s = 0; s < slots; ++s) pool.emplace_back(work, s);
+  try {
+    for (std::size_t s = 0; s < slots; ++s) pool.emplace_back(work, s);
+  } catch (const std::system_error& e) {  // no more threads: the started slots take no new task
+    next.store(count);
+    for (auto& t : pool) t.join();
+    throw Error(ErrorKind::resource, "tasks::run: cannot start slot " + std::to_string(pool.size()) + " of " +
+                                         std::to_string(slots) + " (" + e.what() + "); use fewer slots");
+  }
   for (auto& t : pool) t.join();
   return out;
 }
@@ -204,11 +227,24 @@ T take(std::string_view& in, const char* what) {
 
 /// Numbers and enumerations: their bytes.
 template <class T>
-struct Codec<T, std::enable_if_t<std::is_arithmetic_v<T> || std::is_enum_v<T>>> {
+struct Codec<T, std::enable_if_t<(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) || std::is_enum_v<T>>> {
   /// Appends v's bytes.
   static void write(std::string& out, const T& v) { detail_codec::put(out, v); }
   /// Takes a value off the front of `in`; Error (format) when too few bytes are left.
   static T read(std::string_view& in) { return detail_codec::take<T>(in, "a number"); }
+};
+
+/// Booleans: one byte, 0 or 1.
+template <>
+struct Codec<bool> {
+  /// Appends 0 or 1.
+  static void write(std::string& out, bool v) { out.push_back(v ? '\1' : '\0'); }
+  /// Takes one byte, which must be 0 or 1; Error (format) otherwise.
+  static bool read(std::string_view& in) {
+    const auto b = detail_codec::take<std::uint8_t>(in, "a flag");
+    if (b > 1) throw Error(ErrorKind::format, "tasks::Codec: a flag byte is " + std::to_string(b) + ", expected 0 or 1");
+    return b == 1;
+  }
 };
 
 /// Strings: a length, then the bytes.
@@ -281,7 +317,7 @@ std::string encode_outcomes(const std::vector<Outcome<R>>& done) {
     Codec<std::uint64_t>::write(out, o.slot);
     Codec<double>::write(out, o.seconds);
     Codec<std::string>::write(out, o.error);
-    Codec<std::uint8_t>::write(out, o.ok() ? 1 : 0);
+    Codec<bool>::write(out, o.ok());
     if (o.ok()) Codec<R>::write(out, *o.value);
   }
   return out;
@@ -308,7 +344,7 @@ void decode_outcomes(std::string_view in, std::vector<Outcome<R>>& all, std::vec
     o.slot = static_cast<std::size_t>(Codec<std::uint64_t>::read(in));
     o.seconds = Codec<double>::read(in);
     o.error = Codec<std::string>::read(in);
-    if (Codec<std::uint8_t>::read(in)) o.value.emplace(Codec<R>::read(in));
+    if (Codec<bool>::read(in)) o.value.emplace(Codec<R>::read(in));
     seen[o.index] = true;
     all[o.index] = std::move(o);
   }
