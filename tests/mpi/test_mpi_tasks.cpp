@@ -140,6 +140,34 @@ TEST_CASE("a failure on a later rank of a group after the task's last collective
   }
 }
 
+TEST_CASE("a failure on one rank in the middle of a group's fit ends that task only", "[mpi][tasks]") {
+  if (world_size() % 2 != 0) return;
+  struct ThrowAtEpoch2 {
+    bool armed;
+    void on_epoch(const EpochRecord& r) const {
+      if (armed && r.epoch == 2) throw Error(ErrorKind::runtime, "a callback fails in epoch 2 on one rank");
+    }
+  };
+  const auto out = tasks::run_on_ranks(
+      5,
+      [](const tasks::Context& c) {
+        Model m = models::mlp({data_set().cols(), 8, 3}, act::tanh, loss::softmax_cross_entropy, {.seed = c.index});
+        Trainer<Reduce<MpiAllreduce>> t({.batch_size = 12, .epochs = 3, .seed = c.index, .workers = 1,
+                                         .deterministic = true, .progress = Progress::never},
+                                        optim::adam(1e-2));
+        t.fit(m, data_set(), ThrowAtEpoch2{c.index == 2 && mpi::current()->rank() == 1});
+        return std::vector<float>(m.parameters().begin(), m.parameters().end());
+      },
+      {.ranks_per_task = 2, .threads_per_rank = 1});
+  REQUIRE_FALSE(out[2].ok());
+  CHECK_THAT(out[2].error, Catch::Contains("a callback fails in epoch 2 on one rank"));
+  for (std::size_t i : {0, 1, 3, 4}) {
+    INFO("task " << i << ": " << out[i].error);
+    CHECK(out[i].ok());
+  }
+  CHECK_FALSE(mpi::job_failed());
+}
+
 TEST_CASE("a search over rank groups scores every fold as a search on threads does", "[mpi][tasks][search]") {
   select::Grid grid;
   grid.base.epochs = 3;

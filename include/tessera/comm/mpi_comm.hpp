@@ -160,6 +160,8 @@ class Communicator {
     if (finalised || job_failed()) return;  // after a failure nothing can be freed safely: the job aborts
     if (broken_) {  // a contained failure: operations may be pending, so handles and buffers are left, not freed
       kept().notices.push_back(std::move(notices_));  // its receive stays posted into it
+      kept().scratch.push_back(std::move(scratch_));   // receives of a sum may still land here
+      kept().rings.push_back(std::move(queue_));       // and the sums started
       return;
     }
     if (notices_) {
@@ -444,17 +446,6 @@ class Communicator {
     int from = -1;  ///< the rank whose notice arrived, once one did
   };
 
-  /// What stays allocated until the process ends because MPI may still read or write it: the
-  /// failure channels and notice texts of groups a contained failure ended.
-  struct Kept {
-    std::vector<std::unique_ptr<Notices>> notices;
-    std::deque<std::string> texts;
-  };
-  static Kept& kept() {
-    static Kept k;
-    return k;
-  }
-
   /// One ring all-reduce in flight: 2 (size - 1) steps of one send to the next rank and one receive
   /// from the previous one; the first size - 1 steps add what arrives (reduce-scatter), the others
   /// copy it (all-gather).
@@ -470,6 +461,21 @@ class Communicator {
     std::vector<std::size_t> bounds;  ///< size + 1 block boundaries (rank r's block r); empty: even chunks
     Ring(float* b, std::size_t count, const char* w) : buf(b), n(count), what(w) {}
   };
+
+  /// What stays allocated until the process ends because MPI may still read or write it: the
+  /// failure channels, notice texts, scratch buffers and started sums of groups a contained
+  /// failure ended.
+  struct Kept {
+    std::vector<std::unique_ptr<Notices>> notices;
+    std::deque<std::string> texts;
+    std::vector<std::vector<float>> scratch;
+    std::vector<std::deque<Ring>> rings;
+  };
+  static Kept& kept() {
+    static Kept k;
+    return k;
+  }
+
 
   Communicator(MPI_Comm c, bool owned) : comm_(c), owned_(owned) {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);  // errors come back as codes, then as Error

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
 #include <memory>
 #include <span>
 #include <string>
@@ -143,7 +144,14 @@ class MpiLane {
     ~Mail() {
       // a completed exchange leaves nothing pending; after a failure the job aborts, and after a
       // failure kept inside the group the sends are left unfinished
-      if (pending.empty() || mpi::job_failed() || (comm && comm->broken())) return;
+      if (pending.empty() || mpi::job_failed()) return;
+      if (comm && comm->broken()) {  // sends of a failed task may be in flight: their buffers stay
+        static std::mutex m;
+        static std::vector<std::deque<Pending>> kept;
+        const std::lock_guard<std::mutex> lock(m);
+        kept.push_back(std::move(pending));
+        return;
+      }
       int finalised = 0;
       MPI_Finalized(&finalised);
       if (!finalised)
