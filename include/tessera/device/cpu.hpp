@@ -56,7 +56,8 @@ struct Cpu {
     [[nodiscard]] Bound bind() noexcept { return {}; }
   };
 
-  /// C = alpha op(A) op(B) + beta C, row-major (CBLAS sgemm).
+  /// C = alpha op(A) op(B) + beta C, row-major (CBLAS sgemm; oneDNN's dnnl_sgemm when built with
+  /// TESSERA_GEMM_ONEDNN=1, CMake option TESSERA_GEMM=onednn).
   static void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                    const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                    std::size_t ldc) {
@@ -85,7 +86,8 @@ static_assert(DeviceType<Cpu> && DeviceType<detail::CpuWorker>);
 namespace detail {
 
 /// Holds the CBLAS library to one thread while alive (OpenBLAS only; other CBLAS libraries are
-/// left as configured), restoring the previous count after.
+/// left as configured), restoring the previous count after. oneDNN's dnnl_sgemm (OpenMP runtime)
+/// needs nothing here: it follows each worker's own omp_set_num_threads(1).
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
