@@ -40,3 +40,43 @@ if(NOT TARGET tessera::cblas)
   set_target_properties(tessera::cblas PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${TESSERA_CBLAS_INCLUDE_DIR}"
     INTERFACE_LINK_LIBRARIES "${TESSERA_CBLAS_LIBRARY}")
 endif()
+
+# oneDNN, the GEMM backend TESSERA_GEMM=onednn (Debian: libdnnl-dev): tessera::dnnl, whose users
+# compile with TESSERA_GEMM_ONEDNN=1 (gemm through dnnl_sgemm; gemv stays on CBLAS). oneDNN's own
+# package first (DNNL::dnnl), then the header and library. Override with TESSERA_DNNL_INCLUDE_DIR
+# and TESSERA_DNNL_LIBRARY. tessera_find_dnnl(REQUIRED) fails without it; without REQUIRED it
+# returns quietly (the tests' second build of some test files with oneDNN).
+function(tessera_find_dnnl)
+  cmake_parse_arguments(_arg "REQUIRED" "" "" ${ARGN})
+  if(TARGET tessera::dnnl)
+    return()
+  endif()
+  if(NOT TESSERA_DNNL_LIBRARY)
+    find_package(dnnl CONFIG QUIET)
+  endif()
+  if(TARGET DNNL::dnnl)
+    set(_link DNNL::dnnl)
+  else()
+    find_path(TESSERA_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h DOC "Folder holding oneapi/dnnl/dnnl.h")
+    find_library(TESSERA_DNNL_LIBRARY NAMES dnnl DOC "oneDNN's library (dnnl_sgemm)")
+    if(NOT TESSERA_DNNL_INCLUDE_DIR OR NOT TESSERA_DNNL_LIBRARY)
+      if(_arg_REQUIRED)
+        message(FATAL_ERROR "tessera: TESSERA_GEMM=onednn but oneDNN was not found (oneapi/dnnl/dnnl.h: "
+                            "'${TESSERA_DNNL_INCLUDE_DIR}', library: '${TESSERA_DNNL_LIBRARY}'). On Debian: "
+                            "apt-get install libdnnl-dev, or pass -DTESSERA_DNNL_INCLUDE_DIR and -DTESSERA_DNNL_LIBRARY.")
+      endif()
+      return()
+    endif()
+    set(_link "${TESSERA_DNNL_LIBRARY}")
+  endif()
+  add_library(tessera::dnnl INTERFACE IMPORTED)
+  set_target_properties(tessera::dnnl PROPERTIES INTERFACE_LINK_LIBRARIES "${_link}"
+    INTERFACE_COMPILE_DEFINITIONS TESSERA_GEMM_ONEDNN=1)
+  if(TESSERA_DNNL_INCLUDE_DIR AND NOT TARGET DNNL::dnnl)
+    set_target_properties(tessera::dnnl PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${TESSERA_DNNL_INCLUDE_DIR}")
+  endif()
+endfunction()
+# TESSERA_GEMM: set by the build, and by tesseraConfig.cmake to what the installed package was built with
+if(TESSERA_GEMM STREQUAL "onednn")
+  tessera_find_dnnl(REQUIRED)
+endif()

@@ -57,7 +57,8 @@ struct Cpu {
     [[nodiscard]] Bound bind() noexcept { return {}; }
   };
 
-  /// C = alpha op(A) op(B) + beta C, row-major (CBLAS sgemm).
+  /// C = alpha op(A) op(B) + beta C, row-major (CBLAS sgemm; oneDNN's dnnl_sgemm when built with
+  /// TESSERA_GEMM_ONEDNN=1, CMake option TESSERA_GEMM=onednn).
   static void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                    const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                    std::size_t ldc) {
@@ -89,7 +90,8 @@ namespace detail {
 /// left as configured), restoring the previous count after. OpenBLAS's count is one per process:
 /// while several guards are alive at once (fits in several slots of a task pool) the first sets it
 /// and the last restores it. The calling thread's OpenMP count, which an OpenMP build of OpenBLAS
-/// sets with its own, comes back as it was for each guard.
+/// sets with its own, comes back as it was for each guard. oneDNN's dnnl_sgemm (OpenMP runtime)
+/// needs nothing more: it follows each worker's own omp_set_num_threads(1).
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
