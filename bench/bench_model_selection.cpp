@@ -32,16 +32,6 @@ using bench::SearchSummary;
 
 namespace {
 
-void write_csv(const data::Dataset& d, const std::string& path) {
-  std::ofstream f(path);
-  for (std::size_t c = 0; c < d.cols(); ++c) f << d.feature_names[c] << ',';
-  f << d.target_name << '\n';
-  for (std::size_t r = 0; r < d.rows(); ++r) {
-    for (std::size_t c = 0; c < d.cols(); ++c) f << d.features(r, c) << ',';
-    f << d.targets[r] << '\n';
-  }
-  if (!f) throw Error(ErrorKind::io, "cannot write " + path);
-}
 
 void write_folds(const data::Dataset& train, const std::string& path) {
   std::ofstream f(path);
@@ -83,8 +73,8 @@ int main(int argc, char** argv) try {
               static_cast<unsigned long long>(model_selection_folds.seed), model_selection_batch, epochs);
   if (!export_dir.empty()) {
     std::filesystem::create_directories(export_dir);
-    write_csv(train, export_dir + "/train.csv");
-    write_csv(test, export_dir + "/test.csv");
+    data::write_csv(train, export_dir + "/train.csv");
+    data::write_csv(test, export_dir + "/test.csv");
     write_folds(train, export_dir + "/folds.csv");
     std::printf("wrote %s/train.csv, test.csv and folds.csv\n", export_dir.c_str());
   }

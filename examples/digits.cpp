@@ -19,17 +19,6 @@ using namespace tessera;
 
 namespace {
 
-void write_csv(const data::Dataset& d, const std::string& path) {
-  std::ofstream f(path);
-  for (std::size_t c = 0; c < d.cols(); ++c) f << d.feature_names[c] << ',';
-  f << d.target_name << '\n';
-  for (std::size_t r = 0; r < d.rows(); ++r) {
-    for (std::size_t c = 0; c < d.cols(); ++c) f << d.features(r, c) << ',';
-    f << d.targets[r] << '\n';
-  }
-  if (!f) throw Error(ErrorKind::io, "cannot write " + path);
-}
-
 void report(const char* name, const Model& model, const History& h, const data::Dataset& test) {
   std::printf("%-20s params %6zu  final loss %.4f  %8.0f samples/s  %.2f s  test accuracy %.4f\n", name,
               model.parameter_count(), h.last().loss, h.last().samples_per_second, h.total_seconds,
@@ -62,8 +51,8 @@ int main(int argc, char** argv) try {
               train.rows(), test.rows());
   if (!export_dir.empty()) {
     std::filesystem::create_directories(export_dir);
-    write_csv(train, export_dir + "/train.csv");
-    write_csv(test, export_dir + "/test.csv");
+    data::write_csv(train, export_dir + "/train.csv");
+    data::write_csv(test, export_dir + "/test.csv");
     std::printf("wrote %s/train.csv and %s/test.csv\n", export_dir.c_str(), export_dir.c_str());
   }
 

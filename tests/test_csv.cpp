@@ -295,3 +295,19 @@ TEST_CASE("throughput on a large file", "[.][csv][perf]") {
   WARN(static_cast<double>(text.size()) / 1e6 << " MB, " << d.rows() << " rows in " << seconds << " s");
   CHECK(seconds < 5.0);
 }
+
+TEST_CASE("write_csv writes what read_csv reads back", "[csv]") {
+  tessera::test::TempDir dir;
+  Matrix x(3, 2);
+  for (std::size_t i = 0; i < 6; ++i) x.data()[i] = 0.5f * static_cast<float>(i) - 1.0f;
+  data::Dataset d(std::move(x), {0.0f, 2.0f, 1.0f});
+  d.feature_names = {"a", "b"};
+  d.target_name = "y";
+  const std::string path = (dir.path / "d.csv").string();
+  data::write_csv(d, path);
+  const data::Dataset back = data::read_csv(path, {.label = data::last_column});
+  CHECK(back.feature_names == d.feature_names);
+  CHECK(back.targets == d.targets);
+  CHECK(std::equal(back.x().data, back.x().data + 6, d.x().data));
+  CHECK_THROWS_AS(data::write_csv(d, (dir.path / "no" / "such" / "d.csv").string()), Error);
+}

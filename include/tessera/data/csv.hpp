@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <concepts>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -276,6 +277,23 @@ inline Dataset read_csv(const std::string& path, CsvOptions options = {}) {
   std::string text(static_cast<std::size_t>(f.size()), '\0');
   f.read(0, text.data(), text.size());
   return parse_csv(text, path, std::move(options));
+}
+
+/// Writes `d` as CSV that read_csv reads back: a header of the feature names and the target name,
+/// then one row per sample, its target (one value per row) last. Throws Error (ErrorKind::io)
+/// naming `path` when it cannot be written.
+inline void write_csv(const Dataset& d, const std::string& path) {
+  std::ofstream f(path);
+  for (std::size_t c = 0; c < d.cols(); ++c) {
+    if (c < d.feature_names.size()) f << d.feature_names[c] << ',';
+    else f << 'x' << c << ',';
+  }
+  f << (d.target_name.empty() ? std::string("label") : d.target_name) << '\n';
+  for (std::size_t r = 0; r < d.rows(); ++r) {
+    for (std::size_t c = 0; c < d.cols(); ++c) f << d.features(r, c) << ',';
+    f << d.targets[r] << '\n';
+  }
+  if (!f) throw Error(ErrorKind::io, path + ": cannot write");
 }
 
 }  // namespace tessera::data
