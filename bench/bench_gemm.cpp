@@ -78,9 +78,17 @@ Buffers& buffers() {
   return b;
 }
 
+/// The BLAS library's own thread count: OpenBLAS has one per process; another CBLAS follows
+/// OpenMP's count or its own configuration.
+void set_blas_threads([[maybe_unused]] int threads) {
+#if defined(OPENBLAS_VERSION)
+  openblas_set_num_threads(threads);
+#endif
+}
+
 void set_threads(Backend be, int threads) {
   omp_set_num_threads(threads);
-  if (be == Backend::cblas) openblas_set_num_threads(threads);
+  if (be == Backend::cblas) set_blas_threads(threads);
 }
 
 double process_cpu_seconds() {
@@ -131,7 +139,7 @@ void step(benchmark::State& state, Backend be) {
 // calling thread keeps its own count (2 by default on 2 cores)
 void step_worker(benchmark::State& state, Backend be) {
   set_threads(be, 2);
-  if (be == Backend::cblas) openblas_set_num_threads(1);  // as detail::SingleThreadedBlas does
+  if (be == Backend::cblas) set_blas_threads(1);  // as detail::SingleThreadedBlas does
   Buffers& buf = buffers();
   double wall = 0, cpu = 0;
   for (auto _ : state) {
@@ -147,7 +155,7 @@ void step_worker(benchmark::State& state, Backend be) {
     wall += w;
     cpu += process_cpu_seconds() - cpu0;
   }
-  if (be == Backend::cblas) openblas_set_num_threads(2);
+  if (be == Backend::cblas) set_blas_threads(2);
   state.counters["GFLOP/s"] = benchmark::Counter(10 * step_flops() * 1e-9 * static_cast<double>(state.iterations()),
                                                  benchmark::Counter::kIsRate);
   state.counters["cpu/wall"] = cpu / wall;

@@ -13,13 +13,22 @@ void sgemm(benchmark::State& state, int threads) {
   const auto m = static_cast<int>(state.range(0)), k = static_cast<int>(state.range(1)), n = static_cast<int>(state.range(2));
   std::vector<float> a(static_cast<std::size_t>(m) * k, 0.5f), b(static_cast<std::size_t>(k) * n, 0.25f),
       c(static_cast<std::size_t>(m) * n);
+#if defined(OPENBLAS_VERSION)
   const int previous = openblas_get_num_threads();
   if (threads > 0) openblas_set_num_threads(threads);
+#else
+  const int previous = omp_get_max_threads();  // another CBLAS: its OpenMP count, if it has one
+  if (threads > 0) omp_set_num_threads(threads);
+#endif
   for (auto _ : state) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
     benchmark::DoNotOptimize(c.data());
   }
+#if defined(OPENBLAS_VERSION)
   openblas_set_num_threads(previous);
+#else
+  omp_set_num_threads(previous);
+#endif
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * m * n * k * static_cast<double>(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
 }

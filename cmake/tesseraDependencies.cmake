@@ -42,37 +42,38 @@ if(NOT TARGET tessera::cblas)
 endif()
 
 # oneDNN, the GEMM backend TESSERA_GEMM=onednn (Debian: libdnnl-dev): tessera::dnnl, whose users
-# compile with TESSERA_GEMM_ONEDNN=1 (gemm through dnnl_sgemm; gemv stays on CBLAS). oneDNN's own
-# package first (DNNL::dnnl), then the header and library. Override with TESSERA_DNNL_INCLUDE_DIR
-# and TESSERA_DNNL_LIBRARY. tessera_find_dnnl(REQUIRED) fails without it; without REQUIRED it
-# returns quietly (the tests' second build of some test files with oneDNN).
+# compile with TESSERA_GEMM_ONEDNN=1 (gemm through dnnl_sgemm; gemv stays on CBLAS). The header and
+# library first, then oneDNN's own package (DNNL::dnnl): Debian's package configuration requires
+# OpenCL's development files, and a missing OpenCL there would stop the whole configuration, even
+# where only the plain C library is used. Override with TESSERA_DNNL_INCLUDE_DIR and
+# TESSERA_DNNL_LIBRARY. tessera_find_dnnl(REQUIRED) fails without it; without REQUIRED it returns
+# quietly (the tests' second build of some test files with oneDNN).
 function(tessera_find_dnnl)
   cmake_parse_arguments(_arg "REQUIRED" "" "" ${ARGN})
   if(TARGET tessera::dnnl)
     return()
   endif()
-  if(NOT TESSERA_DNNL_LIBRARY)
+  find_path(TESSERA_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h DOC "Folder holding oneapi/dnnl/dnnl.h")
+  find_library(TESSERA_DNNL_LIBRARY NAMES dnnl DOC "oneDNN's library (dnnl_sgemm)")
+  if(NOT TESSERA_DNNL_INCLUDE_DIR OR NOT TESSERA_DNNL_LIBRARY)
     find_package(dnnl CONFIG QUIET)
   endif()
-  if(TARGET DNNL::dnnl)
+  if(TESSERA_DNNL_INCLUDE_DIR AND TESSERA_DNNL_LIBRARY)
+    set(_link "${TESSERA_DNNL_LIBRARY}")
+  elseif(TARGET DNNL::dnnl)
     set(_link DNNL::dnnl)
   else()
-    find_path(TESSERA_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h DOC "Folder holding oneapi/dnnl/dnnl.h")
-    find_library(TESSERA_DNNL_LIBRARY NAMES dnnl DOC "oneDNN's library (dnnl_sgemm)")
-    if(NOT TESSERA_DNNL_INCLUDE_DIR OR NOT TESSERA_DNNL_LIBRARY)
-      if(_arg_REQUIRED)
-        message(FATAL_ERROR "tessera: TESSERA_GEMM=onednn but oneDNN was not found (oneapi/dnnl/dnnl.h: "
-                            "'${TESSERA_DNNL_INCLUDE_DIR}', library: '${TESSERA_DNNL_LIBRARY}'). On Debian: "
-                            "apt-get install libdnnl-dev, or pass -DTESSERA_DNNL_INCLUDE_DIR and -DTESSERA_DNNL_LIBRARY.")
-      endif()
-      return()
+    if(_arg_REQUIRED)
+      message(FATAL_ERROR "tessera: TESSERA_GEMM=onednn but oneDNN was not found (oneapi/dnnl/dnnl.h: "
+                          "'${TESSERA_DNNL_INCLUDE_DIR}', library: '${TESSERA_DNNL_LIBRARY}'). On Debian: "
+                          "apt-get install libdnnl-dev, or pass -DTESSERA_DNNL_INCLUDE_DIR and -DTESSERA_DNNL_LIBRARY.")
     endif()
-    set(_link "${TESSERA_DNNL_LIBRARY}")
+    return()
   endif()
   add_library(tessera::dnnl INTERFACE IMPORTED)
   set_target_properties(tessera::dnnl PROPERTIES INTERFACE_LINK_LIBRARIES "${_link}"
     INTERFACE_COMPILE_DEFINITIONS TESSERA_GEMM_ONEDNN=1)
-  if(TESSERA_DNNL_INCLUDE_DIR AND NOT TARGET DNNL::dnnl)
+  if(_link STREQUAL TESSERA_DNNL_LIBRARY)
     set_target_properties(tessera::dnnl PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${TESSERA_DNNL_INCLUDE_DIR}")
   endif()
 endfunction()
