@@ -55,6 +55,7 @@ struct EngineFor<LayerwiseWith<Sched, R>> {
     po.micro_batches = cfg.micro_batches;
     po.schedule = cfg.schedule;
     po.balance = cfg.balance;
+    po.seed = cfg.seed;
     return std::make_unique<LayerwiseEngine<Dev, Group>>(g, m.architecture(), m.weight_decay(), o, init, po, cfg.epochs,
                                                          cfg.batch);
   }

@@ -532,6 +532,8 @@ class Trainer {
     c.prefetch = policies::load::prefetch;
     c.overlap = opt_.overlap.enabled;
     c.bucket_floats = opt_.overlap.bucket_bytes / sizeof(float);
+    // per-rank shards hold different rows at the same positions: their draws get keys of their own
+    c.seed = train.sharded() ? opt_.seed + 0x9E3779B97F4A7C15ull * (train.shard.index + 1) : opt_.seed;
     const std::size_t lanes = group.lanes(), processes = group.processes();
     if constexpr (replicates) {
       if (train.sharded()) {

@@ -85,6 +85,12 @@ int main(int argc, char** argv) {
   models.back().set_input_transform(data::Standardizer(sample(6, 3, 1).x()));
   models.push_back(models[3]);
   models.back().set_input_transform(data::Standardizer({1.0f, -2.0f, 0.5f, 1e3f}, {0.25f, 2.0f, 1.0f, 1e-3f}));
+  // layer kinds and losses of the concept: kind names and options texts for the reader to take apart
+  models.emplace_back(4, std::vector<LayerSpec>{layers::dense(6, act::relu), layers::layer_norm(1e-3f), layers::dropout(0.25f),
+                                                layers::dense(3)},
+                      loss::weighted_softmax_cross_entropy({1.0f, 2.0f, 0.5f}), ModelOptions{.seed = 6});
+  models.emplace_back(3, std::vector<LayerSpec>{layers::dense(5, act::tanh), layers::layer_norm(), layers::dense(2)},
+                      loss::huber(0.5f), ModelOptions{.seed = 7});
   k = 0;
   for (const Model& m : models) {
     const std::string p = (tmp / "m.tsm").string();

@@ -67,9 +67,9 @@ model
                         ends with the output width it is the whole MLP (mlp:64,128,10 on 64
                         features and 10 classes is mlp:128). Default: softmax to classify,
                         linear to regress
-  --optimizer sgd|momentum|adam[:LR]
+  --optimizer sgd|momentum|adam|rmsprop|adagrad[:LR]
                         default adam; learning rates: sgd 0.1, momentum 0.01 (mu 0.9),
-                        adam 0.01
+                        adam 0.01, rmsprop 0.001, adagrad 0.01
   --epochs N            passes over the training rows (default 20)
   --batch N             rows per worker (per replica) per step (default 32)
   --micro-batches N     forward/backward passes per step (pipelines want 2 or more; default 1)
@@ -173,7 +173,7 @@ double parse_real(std::string_view option, std::string_view text) {
 std::pair<optim::Optimizer, std::string> make_optimizer(const std::string& spec) {
   const auto colon = spec.find(':');
   const std::string name = spec.substr(0, colon);
-  double lr = name == "sgd" ? 0.1 : name == "momentum" ? 0.01 : 0.01;
+  double lr = name == "sgd" ? 0.1 : name == "rmsprop" ? 0.001 : 0.01;
   if (colon != std::string::npos) {
     lr = parse_real("--optimizer " + spec, std::string_view(spec).substr(colon + 1));
     if (!(lr > 0.0)) throw UsageError("--optimizer " + spec + ": the learning rate must be > 0");
@@ -183,7 +183,9 @@ std::pair<optim::Optimizer, std::string> make_optimizer(const std::string& spec)
   if (name == "sgd") return {optim::sgd(lr), shown};
   if (name == "momentum") return {optim::momentum(lr), shown};
   if (name == "adam") return {optim::adam(lr), shown};
-  throw UsageError("--optimizer: expected sgd, momentum or adam[:LR], got '" + spec + "'");
+  if (name == "rmsprop") return {optim::rmsprop(lr), shown};
+  if (name == "adagrad") return {optim::adagrad(lr), shown};
+  throw UsageError("--optimizer: expected sgd, momentum, adam, rmsprop or adagrad[:LR], got '" + spec + "'");
 }
 
 Options parse_args(int argc, char** argv) {

@@ -71,4 +71,12 @@ double sum_over(Exec&& exec, std::size_t n, F f) {
                                   thrust::counting_iterator<std::size_t>(n), f, 0.0, thrust::plus<double>());
 }
 
+/// Smallest f(i) over i in [0, n) (f returns std::size_t), or `none` when n is 0, reduced on the
+/// system of `exec`: the host learns one index without reading the device's memory itself.
+template <class Exec, class F>
+std::size_t min_over(Exec&& exec, std::size_t n, F f, std::size_t none) {
+  return thrust::transform_reduce(exec, thrust::counting_iterator<std::size_t>(0),
+                                  thrust::counting_iterator<std::size_t>(n), f, none, thrust::minimum<std::size_t>());
+}
+
 }  // namespace tessera::detail

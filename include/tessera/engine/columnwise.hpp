@@ -50,7 +50,12 @@ inline std::vector<LocalLayer> column_layout(const Architecture& arch, std::size
   std::vector<LocalLayer> layers;
   std::size_t offset = 0;
   for (std::size_t l = 0; l < L; ++l) {
-    const DenseLayer& D = arch.layers[l];
+    const Layer& D = arch.layers[l];
+    if (!D.is_dense())
+      fail(ErrorKind::invalid_argument,
+           "Partition<Columnwise>: layer " + std::to_string(l) + " (" + D.op->describe() +
+               ") does not split by columns; the column split takes dense layers only (use Partition<Replicate> "
+               "or Partition<Layerwise>)");
     LocalLayer x;
     x.activation = D.activation;
     x.role = l % 2 == 0 ? (l + 1 < L ? SplitRole::columns : SplitRole::replicated) : SplitRole::rows;
@@ -159,7 +164,7 @@ class ColumnEngine {
       l->grads.assign(n, 0.0f);
       l->state = std::make_unique<optim::State<Dev>>(opt, n);
       scatter_columns(arch, l->layers, init.data(), l->params.data());
-      l->net = std::make_unique<Network<Dev>>(column_views(l->layers), arch.loss, 1);
+      l->net = std::make_unique<Network<Dev>>(column_views(l->layers), arch.objective(), 1);
       lane_.push_back(std::move(l));
     }
     reserve(max_rows);

@@ -87,6 +87,8 @@ struct EngineConfig {
   /// Sharded data (one shard per process): the rows each process holds; empty when every process
   /// holds the whole data set.
   std::vector<std::size_t> process_rows;
+  /// Keys the training passes' random draws (dropout masks) with epoch, step and sample position.
+  std::uint64_t seed = 0;
 };
 
 /// What an engine's epoch returns.

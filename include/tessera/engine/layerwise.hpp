@@ -48,6 +48,8 @@ struct PipelineOptions {
   Schedule schedule = Schedule::one_f_one_b;
   /// What the stages balance.
   Balance balance = Balance::cost;
+  /// Keys the training passes' random draws (dropout masks), with epoch, step and sample position.
+  std::uint64_t seed = 0;
 };
 
 namespace detail {
@@ -125,7 +127,7 @@ template <class Dev, class Comm>
 double run_stage_ops(Network<Dev>& net, const float* params, float* g, const std::vector<PipeOp>& ops, std::size_t m,
                      const RowSource& src, std::size_t lo, std::size_t n, float scale, float* outputs,
                      StageLink<Comm>* fin, StageLink<Comm>* fout, StageLink<Comm>* bin, StageLink<Comm>* bout,
-                     StageBuffers& b, StepClock& clk) {
+                     StageBuffers& b, StepClock& clk, const DrawKey* draw) {
   const std::size_t slots = net.slots();
   double loss = 0.0;
   for (const PipeOp& op : ops) {
@@ -146,6 +148,10 @@ double run_stage_ops(Network<Dev>& net, const float* params, float* g, const std
       b.inputs[slot] = x;
       const auto t0 = Clock::now();
       std::optional<TimelineSpan> timeline_forward(std::in_place, "forward", "compute", static_cast<int>(op.micro));
+      if (draw)
+        net.train_mode({draw->seed, draw->epoch, draw->step, lo + mb.lo});
+      else
+        net.eval_mode();
       const float* out = net.forward(params, x, k, slot);
       timeline_forward.reset();
       const std::size_t width = net.out_width();
@@ -326,7 +332,7 @@ class LayerwiseEngine {
         const auto scale = static_cast<float>(1.0 / loss_normaliser(arch_.loss, rows, arch_.output_dim()));
         const double lr = learning_rate(opt_, epoch, s, steps, epochs_);
         const auto t0 = Clock::now();
-        const double lane_loss = step(w, src, s * global, rows, Mode::train, scale, nullptr);
+        const double lane_loss = step(w, src, s * global, rows, Mode::train, scale, nullptr, epoch, s);
         const double step_loss = finish_step(w, Mode::train, lane_loss, lr, ++l.steps);
         if (!std::isfinite(step_loss)) loss_diverged(step_loss, epoch, s, opt_, lanes_.group().processes() > 1);
         if (w == 0) {  // lane 0's time: its passes and update, versus waiting and exchange
@@ -415,7 +421,7 @@ class LayerwiseEngine {
       l.bin = std::make_unique<StageLink<Comm>>(StageLink<Comm>{&c, l.g + 1, 1, me + "gradients, " + between(l.s, l.s + 1)});
     }
     const std::size_t slots = pipeline_slots(o_.schedule, S, l.s, o_.micro_batches);
-    l.net = std::make_unique<Network<Dev>>(layer_views(arch_, st.first_layer, st.end_layer), arch_.loss, 1, slots);
+    l.net = std::make_unique<Network<Dev>>(layer_views(arch_, st.first_layer, st.end_layer), arch_.objective(), 1, slots);
     l.bufs.resize(slots);
     l.grad.assign(st.parameters(), 0.0f);
     if constexpr (!shared) {
@@ -442,7 +448,7 @@ class LayerwiseEngine {
 
   /// Lane w's part of one step over rows [first, first + rows) of src.
   double step(std::size_t w, const RowSource& src, std::size_t first, std::size_t rows, Mode mode, float scale,
-              float* outputs) {
+              float* outputs, std::uint64_t epoch = 0, std::uint64_t step_index = 0) {
     LaneState& l = *lane_[w];
     timeline_lane() = static_cast<std::uint32_t>(w);  // run_stage_ops' spans are on this lane's track
     l.clk.start = Clock::now();
@@ -458,10 +464,12 @@ class LayerwiseEngine {
       ops = pipeline_ops(o_.schedule, o_.stages, l.s, m);
     }
     const float* params = params_of(l);
+    const DrawKey draw{o_.seed, epoch, step_index, 0};
     const double loss = n == 0 ? 0.0
                                : run_stage_ops(*l.net, params, l.grad.data(), ops, m, src, lo, n, scale,
                                                outputs ? outputs + share_r.lo * l.net->out_width() : nullptr,
-                                               l.fin.get(), l.fout.get(), l.bin.get(), l.bout.get(), l.bufs, l.clk);
+                                               l.fin.get(), l.fout.get(), l.bin.get(), l.bout.get(), l.bufs, l.clk,
+                                               mode == Mode::forward ? nullptr : &draw);
     if (mode != Mode::forward && l.r == 0 && wd_ > 0.0f) {
       const auto t0 = Clock::now();
       l.net->add_weight_decay(params, l.grad.data(), wd_);

@@ -256,6 +256,7 @@ class ReplicateEngine {
     std::size_t owned = 0;                     ///< parameters it updates
     std::size_t shard_floats = 0;
     std::uint64_t steps = 0;
+    std::uint64_t draw_epoch = 0, draw_step = 0;  ///< the step its training passes key draws with
     double epoch_loss = 0.0;  ///< the lane's own loss sum of the epoch so far (local SGD)
     double update_seconds = 0.0, comm_seconds = 0.0;
   };
@@ -385,6 +386,7 @@ class ReplicateEngine {
       const Range m = share(hi - lo, parts, j);
       const auto [x, y] = feed_.rows(w, lo + m.lo, lo + m.hi);
       const float wd = decay && j == 0 ? wd_ : 0.0f;
+      net.train_mode({cfg_.seed, lane_[w]->draw_epoch, lane_[w]->draw_step, lo + m.lo});
       if (j + 1 == parts)
         loss += net.forward_backward(params, x, y, m.hi - m.lo, g, scale, wd, j > 0, layer_done);
       else
@@ -408,6 +410,8 @@ class ReplicateEngine {
       const std::size_t rows = step_rows(s, n);
       const double lr = learning_rate(opt_, epoch, s, steps, cfg_.epochs);
       const std::uint64_t t = ++l.steps;
+      l.draw_epoch = epoch;
+      l.draw_step = s;
       const bool last = s + 1 == steps && epoch + 1 == cfg_.epochs;
       res.learning_rate = lr;
       feed_.prepare(w, s);

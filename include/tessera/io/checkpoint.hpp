@@ -1,14 +1,20 @@
 // tessera/io/checkpoint.hpp - save and load a model: architecture, flat parameters and input
 // transform in a versioned binary file closed by an FNV-1a checksum.
 //
-// Layout (version 3; little-endian, no padding; docs/usage.md has the table):
+// Layout (version 4; little-endian, no padding; docs/usage.md has the table):
 // "TSRMODL1" | u32 version | u64 input_dim | u64 layer count |
-// per layer: u64 out, u32 activation | u32 loss | f32 weight_decay | u64 parameter count |
+// per layer: u64 out, u32 activation, u32 kind length k, u32 options length o, k bytes of kind
+// name (none for dense), o bytes of options text |
+// u32 loss (the enum loss, or the family of a loss kind), u32 loss kind length k, u32 loss
+// options length o, k bytes of loss kind name (none for an enum loss), o bytes of options |
+// f32 weight_decay | u64 parameter count |
 // parameters (f32) | u32 input transform kind (0 none, 1 standardizer) |
 // kind 1: u64 columns (= input_dim), f32 mean per column, f32 inverse scale per column |
 // u64 FNV-1a of every byte before it.
-// Version 2 is version 3 without the transform section (the checksum follows the parameters);
-// version 1 is version 2 with another offset basis for the checksum. All three load.
+// Version 3 is version 4 with dense layers and enum losses only, and no kind or options fields
+// (u64 out, u32 activation per layer; u32 loss); version 2 is version 3 without the transform section (the checksum
+// follows the parameters); version 1 is version 2 with another offset basis for the checksum.
+// All four load.
 //
 // Loading is bounded: the layer table, the parameter count the layers imply (overflow-checked),
 // the stored count and the transform section are all checked against the bytes the file holds
@@ -33,7 +39,9 @@ namespace tessera {
 namespace detail {
 
 inline constexpr char model_magic[8] = {'T', 'S', 'R', 'M', 'O', 'D', 'L', '1'};
-inline constexpr std::uint32_t model_format_version = 3;
+inline constexpr std::uint32_t model_format_version = 4;
+/// Bounds of a layer kind's name and options text in a model file.
+inline constexpr std::uint32_t model_max_kind_bytes = 255, model_max_option_bytes = 1 << 16;
 /// What follows the parameters in a version-3 file.
 enum class InputTransformKind : std::uint32_t { none = 0, standardizer = 1 };
 inline constexpr std::uint64_t model_max_layers = std::uint64_t{1} << 20;
@@ -113,25 +121,89 @@ Model read_model(const Source& src) {
   const auto count = r.template get<std::uint64_t>("layer count");
   require(count > 0 && count < model_max_layers, ErrorKind::format,
           path + ": implausible layer count " + std::to_string(count) + " (corrupted file?)");
-  // the layer table, loss, weight decay, parameter count and checksum must all be in the file
-  const std::uint64_t table = saturating_mul(count, 12);
+  // the layer table, loss, weight decay, parameter count and checksum must all be in the file (the
+  // loss's kind and options are checked against the bytes left when their lengths are read)
+  const std::uint64_t table = saturating_mul(count, version >= 4 ? 20 : 12);
   require(saturating_add(table, 4 + 4 + 8 + 8) <= r.remaining(), ErrorKind::format,
           path + ": truncated model file: " + std::to_string(count) + " layers need at least " +
               std::to_string(r.position() + table + 24) + " bytes, the file has " + std::to_string(src.size()));
-  std::vector<DenseSpec> specs(static_cast<std::size_t>(count));
+  std::vector<LayerSpec> specs(static_cast<std::size_t>(count));
   std::uint64_t in = input, expected = 0;
   for (std::uint64_t i = 0; i < count; ++i) {
+    const std::uint64_t layer_at = r.position();
     const auto out = r.template get<std::uint64_t>("layer width");
     const auto act = r.template get<std::uint32_t>("activation");
     require(act <= static_cast<std::uint32_t>(Activation::sigmoid), ErrorKind::format,
             path + ": layer " + std::to_string(i) + " has unknown activation code " + std::to_string(act));
-    expected = saturating_add(expected, saturating_add(saturating_mul(in, out), out));
-    specs[static_cast<std::size_t>(i)] = {static_cast<std::size_t>(out), static_cast<Activation>(act)};
+    std::string kind, options;
+    if (version >= 4) {
+      const auto k = r.template get<std::uint32_t>("layer kind length");
+      const auto o = r.template get<std::uint32_t>("layer options length");
+      require(k <= model_max_kind_bytes && o <= model_max_option_bytes && std::uint64_t{k} + o <= r.remaining(),
+              ErrorKind::format,
+              path + ": layer " + std::to_string(i) + " at byte " + std::to_string(layer_at) + " has a kind name of " +
+                  std::to_string(k) + " bytes and options of " + std::to_string(o) + " bytes (at most " +
+                  std::to_string(model_max_kind_bytes) + " and " + std::to_string(model_max_option_bytes) +
+                  ", within the file's " + std::to_string(r.remaining()) + " remaining bytes)");
+      kind.resize(k);
+      options.resize(o);
+      r.bytes(kind.data(), k, "layer kind");
+      r.bytes(options.data(), o, "layer options");
+    }
+    LayerSpec& S = specs[static_cast<std::size_t>(i)];
+    if (kind.empty()) {
+      require(options.empty(), ErrorKind::format,
+              path + ": dense layer " + std::to_string(i) + " at byte " + std::to_string(layer_at) + " has options");
+      expected = saturating_add(expected, saturating_add(saturating_mul(in, out), out));
+      S = {static_cast<std::size_t>(out), static_cast<Activation>(act), {}};
+    } else {
+      try {
+        S = layers::custom(make_layer(kind, options));
+        const std::size_t width = S.op->out_width(static_cast<std::size_t>(in));
+        require(width == out && act == 0, ErrorKind::format,
+                "its kind makes " + std::to_string(width) + " outputs of " + std::to_string(in) + " inputs, the file says " +
+                    std::to_string(out) + (act == 0 ? "" : ", and gives it an activation"));
+        expected = saturating_add(expected, S.op->parameter_count(static_cast<std::size_t>(in)));
+      } catch (const Error& e) {
+        fail(ErrorKind::format, path + ": layer " + std::to_string(i) + " at byte " + std::to_string(layer_at) +
+                                    " (kind '" + kind + "', options '" + options +
+                                    "'): " + std::string(e.what()).substr(9));
+      }
+    }
     in = out;
   }
+  const std::uint64_t loss_at = r.position();
   const auto loss = r.template get<std::uint32_t>("loss");
   require(loss <= static_cast<std::uint32_t>(Loss::softmax_cross_entropy), ErrorKind::format,
           path + ": unknown loss code " + std::to_string(loss));
+  LossSpec objective(static_cast<Loss>(loss));
+  if (version >= 4) {
+    const auto k = r.template get<std::uint32_t>("loss kind length");
+    const auto o = r.template get<std::uint32_t>("loss options length");
+    require(k <= model_max_kind_bytes && o <= model_max_option_bytes && std::uint64_t{k} + o <= r.remaining(),
+            ErrorKind::format,
+            path + ": the loss at byte " + std::to_string(loss_at) + " has a kind name of " + std::to_string(k) +
+                " bytes and options of " + std::to_string(o) + " bytes (at most " + std::to_string(model_max_kind_bytes) +
+                " and " + std::to_string(model_max_option_bytes) + ", within the file's " +
+                std::to_string(r.remaining()) + " remaining bytes)");
+    std::string kind(k, '\0'), options(o, '\0');
+    r.bytes(kind.data(), k, "loss kind");
+    r.bytes(options.data(), o, "loss options");
+    if (!kind.empty()) {
+      try {
+        objective = LossSpec(make_loss(kind, options));
+        require(objective.family == static_cast<Loss>(loss), ErrorKind::format,
+                std::string("its kind is of the family ") + to_string(objective.family) + ", the file says " +
+                    to_string(static_cast<Loss>(loss)));
+      } catch (const Error& e) {
+        fail(ErrorKind::format, path + ": the loss at byte " + std::to_string(loss_at) + " (kind '" + kind +
+                                    "', options '" + options + "'): " + std::string(e.what()).substr(9));
+      }
+    } else {
+      require(options.empty(), ErrorKind::format,
+              path + ": the enum loss at byte " + std::to_string(loss_at) + " has options");
+    }
+  }
   const auto wd = r.template get<float>("weight decay");
   const auto n = r.template get<std::uint64_t>("parameter count");
   require(n == expected, ErrorKind::format,
@@ -199,7 +271,7 @@ Model read_model(const Source& src) {
                 ", expected a finite value > 0");
   }
   try {
-    Architecture arch(static_cast<std::size_t>(input), specs, static_cast<Loss>(loss));
+    Architecture arch(static_cast<std::size_t>(input), specs, objective);
     Model m(std::move(arch), std::move(params), wd);
     if (!mean.empty()) m.set_input_transform(data::Standardizer(std::move(mean), std::move(scale)));
     return m;
@@ -209,8 +281,15 @@ Model read_model(const Source& src) {
 }
 
 /// The bytes of a model file, through put(data, n): the one writer of save() and of checkpoints.
+/// `version` 3 writes the older layout (dense layers and enum losses only), for readers that
+/// predate version 4.
 template <class Put>
-void write_model(const Model& model, Put&& put_raw) {
+void write_model(const Model& model, Put&& put_raw, std::uint32_t version = model_format_version) {
+  require(version == model_format_version ||
+              (version == 3 && model.architecture().all_dense() && !model.architecture().loss_op),
+          ErrorKind::invalid_argument,
+          "write_model: version " + std::to_string(version) +
+              " cannot hold this model; version 3 holds dense layers and enum losses only");
   static_assert(sizeof(float) == 4, "tessera model files store IEEE float32");
   std::uint64_t h = fnv1a_basis;
   const auto put = [&](const void* p, std::size_t n) {
@@ -219,15 +298,59 @@ void write_model(const Model& model, Put&& put_raw) {
   };
   const auto put_value = [&](const auto& v) { put(&v, sizeof v); };
   const Architecture& a = model.architecture();
+  // every layer kind must be loadable again, before a byte is written
+  std::vector<std::pair<std::string, std::string>> kinds(a.layers.size());
+  for (std::size_t l = 0; l < a.layers.size(); ++l) {
+    const Layer& L = a.layers[l];
+    if (!L.op) continue;
+    kinds[l] = {L.op->kind(), L.op->options()};
+    require(layer_registered(kinds[l].first), ErrorKind::invalid_argument,
+            "save: layer " + std::to_string(l) + " is of kind '" + kinds[l].first +
+                "', which is not registered for model files: call tessera::register_layer(\"" + kinds[l].first +
+                "\", factory) first, and before loading");
+    require(!kinds[l].first.empty() && kinds[l].first.size() <= model_max_kind_bytes &&
+                kinds[l].second.size() <= model_max_option_bytes,
+            ErrorKind::invalid_argument,
+            "save: layer " + std::to_string(l) + " has a kind name of " + std::to_string(kinds[l].first.size()) +
+                " bytes and options of " + std::to_string(kinds[l].second.size()) + " bytes (at most " +
+                std::to_string(model_max_kind_bytes) + " and " + std::to_string(model_max_option_bytes) + ")");
+  }
+  std::pair<std::string, std::string> loss_kind;
+  if (a.loss_op) {
+    loss_kind = {a.loss_op->kind(), a.loss_op->options()};
+    require(loss_registered(loss_kind.first), ErrorKind::invalid_argument,
+            "save: the loss is of kind '" + loss_kind.first +
+                "', which is not registered for model files: call tessera::register_loss(\"" + loss_kind.first +
+                "\", factory) first, and before loading");
+    require(!loss_kind.first.empty() && loss_kind.first.size() <= model_max_kind_bytes &&
+                loss_kind.second.size() <= model_max_option_bytes,
+            ErrorKind::invalid_argument,
+            "save: the loss has a kind name of " + std::to_string(loss_kind.first.size()) + " bytes and options of " +
+                std::to_string(loss_kind.second.size()) + " bytes (at most " + std::to_string(model_max_kind_bytes) +
+                " and " + std::to_string(model_max_option_bytes) + ")");
+  }
+  const bool kinds_fields = version >= 4;
   put(model_magic, 8);
-  put_value(model_format_version);
+  put_value(version);
   put_value(std::uint64_t{a.input_dim});
   put_value(std::uint64_t{a.layers.size()});
-  for (const DenseLayer& L : a.layers) {
+  for (std::size_t l = 0; l < a.layers.size(); ++l) {
+    const Layer& L = a.layers[l];
     put_value(std::uint64_t{L.out});
     put_value(static_cast<std::uint32_t>(L.activation));
+    if (!kinds_fields) continue;
+    put_value(static_cast<std::uint32_t>(kinds[l].first.size()));
+    put_value(static_cast<std::uint32_t>(kinds[l].second.size()));
+    put(kinds[l].first.data(), kinds[l].first.size());
+    put(kinds[l].second.data(), kinds[l].second.size());
   }
   put_value(static_cast<std::uint32_t>(a.loss));
+  if (kinds_fields) {
+    put_value(static_cast<std::uint32_t>(loss_kind.first.size()));
+    put_value(static_cast<std::uint32_t>(loss_kind.second.size()));
+    put(loss_kind.first.data(), loss_kind.first.size());
+    put(loss_kind.second.data(), loss_kind.second.size());
+  }
   put_value(model.weight_decay());
   put_value(std::uint64_t{model.parameter_count()});
   const std::span<const float> p = model.parameters();

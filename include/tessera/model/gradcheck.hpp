@@ -40,9 +40,10 @@ struct GradientCheckResult {
 namespace detail {
 inline std::string parameter_name(const Architecture& a, std::size_t i) {
   for (std::size_t l = 0; l < a.layers.size(); ++l) {
-    const DenseLayer& L = a.layers[l];
+    const Layer& L = a.layers[l];
     if (i >= L.offset + L.parameter_count()) continue;
     const std::size_t k = i - L.offset;
+    if (L.op) return "layer " + std::to_string(l) + " (" + L.op->kind() + ") parameter " + std::to_string(k);
     if (k < L.weight_count())
       return "layer " + std::to_string(l) + " weight (" + std::to_string(k / L.out) + ", " + std::to_string(k % L.out) + ")";
     return "layer " + std::to_string(l) + " bias " + std::to_string(k - L.weight_count());
@@ -98,12 +99,13 @@ GradientCheckResult check_gradients(Model& model, std::span<const float> analyti
   return res;
 }
 
-/// Checks the model's own loss_and_gradient on (x, y).
+/// Checks the model's own loss_and_gradient on (x, y): its loss is a training pass (dropout on,
+/// with the same masks at every call), differenced as it is.
 inline GradientCheckResult check_gradients(Model& model, MatrixView x, std::span<const float> y,
                                            GradientCheckOptions o = {}) {
-  std::vector<float> g;
+  std::vector<float> g, scratch;
   model.loss_and_gradient(x, y, g);
-  return check_gradients(model, g, [&] { return model.loss_value(x, y); }, o);
+  return check_gradients(model, g, [&] { return model.loss_and_gradient(x, y, scratch); }, o);
 }
 
 }  // namespace tessera

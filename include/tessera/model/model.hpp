@@ -32,7 +32,7 @@ class Model {
  public:
   Model() = default;
   /// A model of `layers` on `input_dim` features; see Architecture for what it throws.
-  Model(std::size_t input_dim, const std::vector<DenseSpec>& layers, Loss loss, ModelOptions options = {})
+  Model(std::size_t input_dim, const std::vector<LayerSpec>& layers, const LossSpec& loss, ModelOptions options = {})
       : Model(Architecture(input_dim, layers, loss), options) {}
   /// A model of `arch`, its parameters initialised from `options.seed`.
   explicit Model(Architecture arch, ModelOptions options = {})
@@ -58,8 +58,10 @@ class Model {
   [[nodiscard]] std::size_t output_dim() const noexcept { return arch_.output_dim(); }
   /// Number of parameters (weights and biases).
   [[nodiscard]] std::size_t parameter_count() const noexcept { return params_.size(); }
-  /// The loss it is trained with.
+  /// The loss it is trained with: an enum loss, or the family of a loss of the concept.
   [[nodiscard]] Loss loss() const noexcept { return arch_.loss; }
+  /// The loss as given (with its LossOp, when it is one of the concept).
+  [[nodiscard]] LossSpec objective() const { return arch_.objective(); }
   /// L2 penalty factor on the weights (0: none).
   [[nodiscard]] float weight_decay() const noexcept { return weight_decay_; }
   /// Sets the weight decay. Throws Error (ErrorKind::invalid_argument) when `wd` is negative or not
@@ -173,12 +175,16 @@ class Model {
   }
 
   /// Mean loss over the rows of x (plus the L2 penalty) and its gradient with respect to every
-  /// parameter, in the flat layout of parameters(). `y` holds target_dim() values per row.
-  double loss_and_gradient(MatrixView x, std::span<const float> y, std::vector<float>& grad) const {
+  /// parameter, in the flat layout of parameters(). `y` holds target_dim() values per row. It is a
+  /// training pass: dropout layers drop, with masks keyed by `draw` (row r of x at sample
+  /// position draw.first + r), the same at every call with the same key.
+  double loss_and_gradient(MatrixView x, std::span<const float> y, std::vector<float>& grad,
+                           const DrawKey& draw = {}) const {
     check_input(x, "loss_and_gradient");
     check_targets(x.rows, y.size(), "loss_and_gradient");
     grad.assign(params_.size(), 0.0f);
     Network<Cpu> net(arch_, x.rows);
+    net.train_mode(draw);
     const double norm = detail::loss_normaliser(arch_.loss, x.rows, arch_.output_dim());
     const double s = net.forward_backward(params_.data(), x.data, y.data(), x.rows, grad.data(),
                                           static_cast<float>(1.0 / norm), weight_decay_);
@@ -192,7 +198,7 @@ class Model {
     return net.weight_penalty(params_.data(), weight_decay_);
   }
 
-  /// Mean loss over the rows of x (plus the L2 penalty).
+  /// Mean loss over the rows of x (plus the L2 penalty), in an inference pass (dropout off).
   [[nodiscard]] double loss_value(MatrixView x, std::span<const float> y) const {
     check_input(x, "loss_value");
     check_targets(x.rows, y.size(), "loss_value");

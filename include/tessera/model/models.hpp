@@ -24,7 +24,7 @@ inline Model softmax_regression(std::size_t inputs, std::size_t classes, ModelOp
 
 /// A multi-layer perceptron of any depth: sizes = {inputs, hidden..., outputs}; every hidden layer
 /// uses `hidden`, the output layer is linear and feeds `loss`.
-inline Model mlp(const std::vector<std::size_t>& sizes, Activation hidden, Loss loss, ModelOptions options = {}) {
+inline Model mlp(const std::vector<std::size_t>& sizes, Activation hidden, const LossSpec& loss, ModelOptions options = {}) {
   detail::require(sizes.size() >= 2, ErrorKind::invalid_argument,
                   "models::mlp: sizes needs at least {inputs, outputs}, got " + std::to_string(sizes.size()) + " entries");
   std::vector<DenseSpec> specs;

@@ -1,5 +1,5 @@
-// tessera/model/network.hpp - the one forward and backward pass of tessera: a run of dense layers
-// on a device, over parameters and gradients in flat buffers. The whole model runs all its layers;
+// tessera/model/network.hpp - the one forward and backward pass of tessera: a run of layers (dense
+// ones, and kinds of the Layer concept) on a device, over parameters and gradients in flat buffers. The whole model runs all its layers;
 // a pipeline stage runs a sub-range of them (with one activation slot per micro-batch in flight);
 // a column split runs a transformed list (each layer its columns or rows, with partial sums to
 // all-reduce). One Network is one worker's workspace: its buffers are sized once for the largest
@@ -17,14 +17,16 @@
 #include "tessera/detail/elementwise.hpp"
 #include "tessera/detail/least_squares.hpp"
 #include "tessera/detail/loss_kernels.hpp"
+#include "tessera/device/concepts.hpp"
 #include "tessera/model/architecture.hpp"
 
 namespace tessera {
 
-/// One dense layer as a worker holds it: `in` x `out` weights (row-major) at `offset` of the
+/// One layer as a worker holds it. A dense one: `in` x `out` weights (row-major) at `offset` of the
 /// worker's flat buffer, then `out` biases. A column split marks a row-split layer, whose product
 /// is a partial sum (`sum_output`: all-reduced before bias and activation), and a column-split
-/// layer, whose gradient at the input is one (`sum_input_gradient`).
+/// layer, whose gradient at the input is one (`sum_input_gradient`). A layer of another kind
+/// (`op`) has its parameters at `offset`.
 struct LayerView {
   ///@{
   /// Input width, output width, and index of W in the worker's flat buffer.
@@ -36,13 +38,19 @@ struct LayerView {
   /// Whether the product is a partial sum, and the input gradient a sum, over the column split.
   bool sum_output = false, sum_input_gradient = false;
   ///@}
+  /// The kind of a layer other than dense, or null.
+  std::shared_ptr<const LayerOp> op{};
+  /// The layer's index in the whole model (keys its random draws).
+  std::uint32_t index = 0;
 
-  /// Weights: in x out.
-  [[nodiscard]] std::size_t weight_count() const noexcept { return in * out; }
-  /// Index of the first bias.
+  /// Parameters under weight decay (dense: the weights).
+  [[nodiscard]] std::size_t weight_count() const { return op ? op->decayed_count(in) : in * out; }
+  /// Index of the first bias (dense).
   [[nodiscard]] std::size_t bias_offset() const noexcept { return offset + in * out; }
-  /// Weights and biases.
-  [[nodiscard]] std::size_t parameter_count() const noexcept { return in * out + out; }
+  /// All its parameters.
+  [[nodiscard]] std::size_t parameter_count() const { return op ? op->parameter_count(in) : in * out + out; }
+  /// Floats per row its forward pass keeps for the backward one.
+  [[nodiscard]] std::size_t saved_per_row() const { return op ? op->saved_per_row(in) : 0; }
 };
 
 /// Layers [first, end) of `arch`, offsets relative to the first one's.
@@ -50,8 +58,8 @@ inline std::vector<LayerView> layer_views(const Architecture& arch, std::size_t 
   std::vector<LayerView> v;
   const std::size_t base = first < arch.layers.size() ? arch.layers[first].offset : 0;
   for (std::size_t l = first; l < end; ++l) {
-    const DenseLayer& L = arch.layers[l];
-    v.push_back({L.in, L.out, L.offset - base, L.activation});
+    const Layer& L = arch.layers[l];
+    v.push_back({L.in, L.out, L.offset - base, L.activation, false, false, L.op, static_cast<std::uint32_t>(l)});
   }
   return v;
 }
@@ -66,7 +74,7 @@ struct NoLayerDone {
 };
 }  // namespace detail
 
-/// The forward and backward passes of a stack of dense layers on device `Dev`, with the activations of
+/// The forward and backward passes of a stack of layers on device `Dev`, with the activations of
 /// `slots` micro-batches of up to capacity() rows.
 template <class Dev>
 class Network {
@@ -76,11 +84,11 @@ class Network {
 
   /// Layers as this worker holds them; `loss` applies after the last one when this network
   /// holds the model's output; `slots` activation sets (micro-batches in flight).
-  Network(std::vector<LayerView> layers, Loss loss, std::size_t max_rows, std::size_t slots = 1)
+  Network(std::vector<LayerView> layers, LossSpec loss, std::size_t max_rows, std::size_t slots = 1)
       : Network(std::move(layers), loss, max_rows, slots, false) {}
   /// The whole model: one linear output on squared error takes the fused least-squares kernel.
   Network(const Architecture& arch, std::size_t max_rows)
-      : Network(layer_views(arch, 0, arch.layers.size()), arch.loss, max_rows, 1, arch.is_linear_least_squares()) {}
+      : Network(layer_views(arch, 0, arch.layers.size()), arch.objective(), max_rows, 1, arch.is_linear_least_squares()) {}
 
   /// Input width of the first layer.
   [[nodiscard]] std::size_t in_width() const noexcept { return layers_.front().in; }
@@ -97,15 +105,49 @@ class Network {
     std::size_t n = delta_[0].size() + delta_[1].size() + ones_.size() + fused_scratch_.size();
     for (const auto& slot : acts_)
       for (const auto& a : slot) n += a.size();
+    for (const auto& slot : saved_)
+      for (const auto& a : slot) n += a.size();
     return n;
   }
 
   /// As above; `fused` takes the fused least-squares kernel (one linear layer on squared error).
-  Network(std::vector<LayerView> layers, Loss loss, std::size_t max_rows, std::size_t slots, bool fused)
-      : layers_(std::move(layers)), loss_(loss), fused_(fused), acts_(std::max<std::size_t>(slots, 1)) {
-    for (const LayerView& L : layers_) widest_ = std::max({widest_, L.in, L.out});
+  Network(std::vector<LayerView> layers, LossSpec loss, std::size_t max_rows, std::size_t slots, bool fused)
+      : layers_(std::move(layers)),
+        loss_(std::move(loss)),
+        fused_(fused),
+        acts_(std::max<std::size_t>(slots, 1)),
+        saved_(std::max<std::size_t>(slots, 1)),
+        draws_(std::max<std::size_t>(slots, 1)) {
+    for (const LayerView& L : layers_) {
+      widest_ = std::max({widest_, L.in, L.out});
+      detail::require(!L.op || L.op->builtin() != detail::BuiltinLayer::none || detail::host_memory<Dev>,
+                      ErrorKind::invalid_argument,
+                      std::string("layer ") + std::to_string(L.index) + " (" + (L.op ? L.op->describe() : "") +
+                          ") has host kernels only; on " + Dev::name +
+                          " use the shipped layer kinds, or a device whose memory the host reads");
+    }
+    if (loss_.op) {
+      detail::require(loss_.op->builtin() != detail::BuiltinLoss::none || detail::host_memory<Dev>,
+                      ErrorKind::invalid_argument,
+                      "the loss " + loss_.op->describe() + " has a host kernel only; on " + std::string(Dev::name) +
+                          " use the shipped losses, or a device whose memory the host reads");
+      const std::vector<float> c = loss_.op->constants();
+      if (!c.empty()) {
+        loss_constants_.resize(c.size());
+        Dev::upload(c.data(), raw(loss_constants_), c.size());
+      }
+    }
     reserve(max_rows);
   }
+
+  /// Makes the following forward passes training passes with draws keyed by `key` (dropout on),
+  /// until eval_mode(). forward_backward is always a training pass.
+  void train_mode(const DrawKey& key) noexcept {
+    draw_ = key;
+    training_ = true;
+  }
+  /// Makes the following forward passes inference passes (dropout off): the default.
+  void eval_mode() noexcept { training_ = false; }
 
   /// Grows the workspace to hold batches of `rows` samples.
   void reserve(std::size_t rows) {
@@ -114,6 +156,10 @@ class Network {
     for (auto& slot : acts_) {
       slot.resize(layers_.size());
       for (std::size_t l = 0; l < layers_.size(); ++l) slot[l].resize(rows * layers_[l].out);
+    }
+    for (auto& slot : saved_) {
+      slot.resize(layers_.size());
+      for (std::size_t l = 0; l < layers_.size(); ++l) slot[l].resize(rows * layers_[l].saved_per_row());
     }
     if (fused_) {  // the fused least-squares path needs no deltas: only block partials
       fused_scratch_.resize(detail::least_squares_scratch(rows, layers_[0].in));
@@ -133,10 +179,16 @@ class Network {
   template <class Sum = detail::NoSum>
   const float* forward(const float* params, const float* x, std::size_t rows, std::size_t slot = 0, Sum&& sum = {}) {
     reserve(rows);
+    draws_[slot] = draw_;  // the backward pass of this slot draws the masks its forward pass drew
     const float* in = x;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const LayerView& L = layers_[l];
       float* out = raw(acts_[slot][l]);
+      if (L.op) {
+        layer_forward<Dev>(*L.op, pass(L, slot, l, params, in, rows));
+        in = out;
+        continue;
+      }
       Dev::gemm(false, false, rows, L.out, L.in, 1.0f, in, L.in, params + L.offset, L.out, 0.0f, out, L.out);
       if (L.sum_output) sum(out, rows * L.out);
       detail::bias_activate(Dev::exec(), L.activation, out, params + L.bias_offset(), rows, L.out);
@@ -149,7 +201,7 @@ class Network {
   /// into the network's own buffer, returned through `d`.
   double loss(std::size_t slot, const float* y, std::size_t rows, float scale, float*& d) {
     d = raw(delta_[0]);
-    return detail::loss_rows(Dev::exec(), loss_, raw(acts_[slot].back()), y, d, rows, out_width(), scale);
+    return loss_rows(raw(acts_[slot].back()), y, d, rows, scale, nullptr);
   }
 
   /// Backward pass of slot `slot`'s rows: `d` is the gradient at the output (rows x out_width;
@@ -165,6 +217,23 @@ class Network {
     const float beta = accumulate ? 1.0f : 0.0f;
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const LayerView& L = layers_[l];
+      if (L.op) {
+        const float* in = l == 0 ? x : raw(acts_[slot][l - 1]);
+        float* prev = l > 0 ? raw(delta_[k]) : d_in;
+        LayerPass p = pass(L, slot, l, params, in, rows);
+        p.grads = grads + L.offset;
+        p.accumulate = accumulate;
+        p.dy = d;
+        p.dx = prev;
+        layer_backward<Dev>(*L.op, p);
+        if (weight_decay > 0.0f) add_weight_decay(L, params, grads, weight_decay);
+        layer_done(l);
+        if (l > 0) {
+          d = prev;
+          k ^= 1;
+        }
+        continue;
+      }
       detail::activation_backward(Dev::exec(), L.activation, d, raw(acts_[slot][l]), rows, L.out);
       const float* in = l == 0 ? x : raw(acts_[slot][l - 1]);
       Dev::gemm(true, false, L.in, L.out, rows, 1.0f, in, L.in, d, L.out, beta, grads + L.offset, L.out);
@@ -202,13 +271,16 @@ class Network {
       Dev::download(raw(fused_out_) + layers_[0].in + 1, &loss, 1);
       return loss;
     }
+    const bool was_training = training_;
+    training_ = true;
     const float* out = forward(params, x, rows, 0, sum);
+    training_ = was_training;
     float* d = raw(delta_[0]);
     double loss_sum = 0.0;
     if constexpr (defer_loss)
-      detail::loss_rows_into(Dev::exec(), loss_, out, y, d, rows, out_width(), scale, raw(row_loss_));
+      loss_rows(out, y, d, rows, scale, raw(row_loss_));
     else
-      loss_sum = detail::loss_rows(Dev::exec(), loss_, out, y, d, rows, out_width(), scale);
+      loss_sum = loss_rows(out, y, d, rows, scale, nullptr);
     backward(params, 0, x, d, rows, grads, nullptr, accumulate, weight_decay, layer_done, sum);
     // the one wait of the pass, once all of it is enqueued (the loss is summed after the gradient
     // kernels in stream order)
@@ -220,7 +292,7 @@ class Network {
   template <class Sum = detail::NoSum>
   double loss_sum(const float* params, const float* x, const float* y, std::size_t rows, Sum&& sum = {}) {
     const float* out = forward(params, x, rows, 0, sum);
-    return detail::loss_rows(Dev::exec(), loss_, out, y, nullptr, rows, out_width(), 1.0f);
+    return loss_rows(out, y, nullptr, rows, 1.0f, nullptr);
   }
 
   /// grads += weight_decay * W over every layer (biases excluded).
@@ -246,6 +318,43 @@ class Network {
   static constexpr bool defer_loss = detail::fine_grained<decltype(Dev::exec())>;
 
   static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
+  /// The loss of `rows` output rows z against y: summed and returned, or each row's into
+  /// `per_row`; the gradient times `scale` into `grad` when it is not null.
+  double loss_rows(const float* z, const float* y, float* grad, std::size_t rows, float scale, double* per_row) {
+    if (!loss_.op) {
+      if (per_row) {
+        detail::loss_rows_into(Dev::exec(), loss_.family, z, y, grad, rows, out_width(), scale, per_row);
+        return 0.0;
+      }
+      return detail::loss_rows(Dev::exec(), loss_.family, z, y, grad, rows, out_width(), scale);
+    }
+    LossPass p;
+    p.z = z;
+    p.y = y;
+    p.grad = grad;
+    p.rows = rows;
+    p.cols = out_width();
+    p.scale = scale;
+    p.per_row = per_row;
+    p.constants = loss_constants_.empty() ? nullptr : raw(loss_constants_);
+    return loss_evaluate<Dev>(*loss_.op, p);
+  }
+  /// The pass of layer l (view L) on slot `slot`'s buffers, forward fields filled.
+  LayerPass pass(const LayerView& L, std::size_t slot, std::size_t l, const float* params, const float* in,
+                 std::size_t rows) {
+    LayerPass p;
+    p.rows = rows;
+    p.in = L.in;
+    p.out = L.out;
+    p.params = params + L.offset;
+    p.x = in;
+    p.y = raw(acts_[slot][l]);
+    p.saved = raw(saved_[slot][l]);
+    p.training = training_;
+    p.layer = L.index;
+    p.draw = draws_[slot];
+    return p;
+  }
   static double* raw(typename Dev::template vector<double>& v) { return thrust::raw_pointer_cast(v.data()); }
 
   /// The gradient into grads; the loss sum stays in fused_out_[d + 1].
@@ -264,10 +373,15 @@ class Network {
   }
 
   std::vector<LayerView> layers_;
-  Loss loss_;
+  LossSpec loss_;
+  vector loss_constants_;  ///< the loss's constants() on the device
   std::size_t widest_ = 0, capacity_ = 0;
   bool fused_ = false;
-  std::vector<std::vector<vector>> acts_;  ///< per slot, per layer
+  std::vector<std::vector<vector>> acts_;   ///< per slot, per layer
+  std::vector<std::vector<vector>> saved_;  ///< per slot, per layer: what forward keeps for backward
+  bool training_ = false;
+  DrawKey draw_{};
+  std::vector<DrawKey> draws_;  ///< per slot: the key its last forward pass drew with
   vector delta_[2];
   vector ones_;
   vector fused_scratch_, fused_out_;

@@ -1,80 +1,46 @@
-// tessera/optim/update.hpp - the fused update kernels and the per-worker optimizer state.
+// tessera/optim/update.hpp - the per-worker optimizer state and its fused update: one pass of the
+// optimizer's rule (optim/rule.hpp) over a slice of the flat buffer.
 #pragma once
 
 #include <thrust/memory.h>
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include "tessera/detail/gradient_view.hpp"
+#include "tessera/device/concepts.hpp"
 #include "tessera/optim/optimizer.hpp"
-
-namespace tessera::detail {
-
-template <class G>
-struct SgdUpdate {
-  float* w;
-  G g;
-  float lr;
-  TESSERA_HD void operator()(std::size_t i) const { w[i] -= lr * g(i); }
-};
-
-template <class G>
-struct MomentumUpdate {
-  float* w;
-  G g;
-  float* v;
-  float lr, mu;
-  bool nesterov;
-  TESSERA_HD void operator()(std::size_t i) const {
-    const float gi = g(i);
-    const float vi = mu * v[i] + gi;
-    v[i] = vi;
-    w[i] -= lr * (nesterov ? gi + mu * vi : vi);
-  }
-};
-
-template <class G>
-struct AdamUpdate {
-  float* w;
-  G g;
-  float* m;
-  float* v;
-  float lr, b1, b2, eps, c1, c2, wd;  // c1 = 1/(1-b1^t), c2 = 1/(1-b2^t)
-  TESSERA_HD void operator()(std::size_t i) const {
-    const float gi = g(i);
-    const float mi = b1 * m[i] + (1.0f - b1) * gi;
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] -= lr * (mi * c1 / (std::sqrt(vi * c2) + eps) + wd * w[i]);
-  }
-};
-
-}  // namespace tessera::detail
 
 namespace tessera::optim {
 
-/// One worker's optimizer state (momentum or Adam moments) on device `Dev`, and the step count.
+/// One worker's optimizer state (the rule's buffers: momentum's velocity, Adam's moments) on device
+/// `Dev`, and the step count.
 template <class Dev>
 class State {
  public:
   /// The device's float vector.
   using vector = typename Dev::template vector<float>;
   /// State for `n` parameters, zero, as `o` needs it.
-  State(const Optimizer& o, std::size_t n) : opt_(o), n_(n) {
-    if (o.state_buffers() >= 1) first_.assign(n, 0.0f);
-    if (o.state_buffers() >= 2) second_.assign(n, 0.0f);
+  State(const Optimizer& o, std::size_t n) : opt_(o), n_(n), buffers_(o.state_buffers()) {
+    tessera::detail::require(o.kind != Optimizer::Kind::custom || (o.rule && tessera::detail::host_memory<Dev>),
+                             ErrorKind::invalid_argument,
+                             "optim::custom: " + (o.rule ? "the rule " + o.rule->name() + " runs on host memory; on " +
+                                                               std::string(Dev::name) + " use a shipped rule"
+                                                         : std::string("the optimizer holds no rule")));
+    for (auto& b : buffers_) b.assign(n, 0.0f);
   }
 
   /// Updates taken so far.
   [[nodiscard]] std::uint64_t steps() const noexcept { return t_; }
-  /// Buffers of state per parameter (momentum: 1, Adam: 2), each n values on the device.
-  [[nodiscard]] std::size_t buffers() const noexcept { return opt_.state_buffers(); }
-  /// State buffer `k` (0 or 1), n values on the device.
-  [[nodiscard]] vector& buffer(std::size_t k) noexcept { return k == 0 ? first_ : second_; }
-  /// State buffer `k` (0 or 1), n values on the device.
-  [[nodiscard]] const vector& buffer(std::size_t k) const noexcept { return k == 0 ? first_ : second_; }
+  /// Buffers of state per parameter, each n values on the device.
+  [[nodiscard]] std::size_t buffers() const noexcept { return buffers_.size(); }
+  /// State buffer `k`, n values on the device.
+  [[nodiscard]] vector& buffer(std::size_t k) noexcept { return buffers_[k]; }
+  /// State buffer `k`, n values on the device.
+  [[nodiscard]] const vector& buffer(std::size_t k) const noexcept { return buffers_[k]; }
   /// The optimizer it updates with.
   [[nodiscard]] const Optimizer& optimizer() const noexcept { return opt_; }
 
@@ -88,41 +54,47 @@ class State {
   /// that share one state update disjoint slices of it in parallel.
   template <class Exec>
   void update(Exec&& exec, float* w, const float* g, std::size_t lo, std::size_t hi, double lr, std::uint64_t t) {
-    update_from(exec, w, detail::GradientOf{g + lo}, lo, hi, lr, t);
+    update_from(exec, w, tessera::detail::GradientOf{g + lo}, lo, hi, lr, t);
   }
 
   /// Same, reading the gradient through `g` (indexed from lo): a buffer, or a sum of buffers.
   template <class Exec, class G>
   void update_from(Exec&& exec, float* w, G g, std::size_t lo, std::size_t hi, double lr, std::uint64_t t) {
-    const auto f = static_cast<float>(lr);
     const std::size_t n = hi - lo;
     w += lo;
-    switch (opt_.kind) {
-      case Optimizer::Kind::sgd: detail::for_each_element(exec, n, detail::SgdUpdate<G>{w, g, f}); break;
-      case Optimizer::Kind::momentum:
-        detail::for_each_element(exec, n, detail::MomentumUpdate<G>{w, g, raw(first_) + lo, f,
-                                                                 static_cast<float>(opt_.momentum), opt_.nesterov});
-        break;
-      case Optimizer::Kind::adam: {
-        const auto tt = static_cast<double>(t);
-        detail::for_each_element(
-            exec, n,
-            detail::AdamUpdate<G>{w, g, raw(first_) + lo, raw(second_) + lo, f, static_cast<float>(opt_.beta1),
-                               static_cast<float>(opt_.beta2), static_cast<float>(opt_.epsilon),
-                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta1, tt))),
-                               static_cast<float>(1.0 / (1.0 - std::pow(opt_.beta2, tt))),
-                               static_cast<float>(opt_.decoupled_weight_decay)});
-        break;
-      }
-    }
+    float* b[max_state_buffers] = {};
+    for (std::size_t k = 0; k < buffers_.size(); ++k) b[k] = raw(buffers_[k]) + lo;
+    if (opt_.with_rule([&](const auto& rule) { detail_rule::run_rule(exec, rule, w, g, b, n, lr, t); })) return;
+    run_custom(exec, w, g, b, n, lr, t);
   }
 
  private:
   static float* raw(vector& v) { return thrust::raw_pointer_cast(v.data()); }
+
+  /// A user's rule (host memory): one buffer or a sum of two workers' buffers directly, any other
+  /// gradient view through a copy.
+  template <class Exec, class G>
+  void run_custom(Exec&&, float* w, G g, float* const* b, std::size_t n, double lr, std::uint64_t t) {
+    if constexpr (tessera::detail::host_memory<Dev>) {
+      constexpr bool parallel = std::is_same_v<std::remove_cvref_t<Exec>, std::remove_cvref_t<decltype(thrust::omp::par)>>;
+      if constexpr (std::is_same_v<G, tessera::detail::GradientOf>) {
+        opt_.rule->run(parallel, w, g.g, nullptr, b, n, lr, t);
+      } else if constexpr (std::is_same_v<G, tessera::detail::GradientSum2>) {
+        opt_.rule->run(parallel, w, g.a, g.b, b, n, lr, t);
+      } else {
+        std::vector<float> copy(n);  // per call: workers update disjoint slices at once
+        for (std::size_t i = 0; i < n; ++i) copy[i] = g(i);
+        opt_.rule->run(parallel, w, copy.data(), nullptr, b, n, lr, t);
+      }
+    } else {
+      (void)w, (void)g, (void)b, (void)n, (void)lr, (void)t;  // refused in the constructor
+    }
+  }
+
   Optimizer opt_;
   std::size_t n_;
   std::uint64_t t_ = 0;
-  vector first_, second_;
+  std::vector<vector> buffers_;
 };
 
 }  // namespace tessera::optim

@@ -87,7 +87,8 @@ struct StagePlan {
 /// gradient, the input gradient (not for the first layer: the data needs none), and a few
 /// operations per output for bias, activation and its derivative (and the loss after the last).
 inline double layer_cost(const Architecture& a, std::size_t l) {
-  const DenseLayer& L = a.layers[l];
+  const Layer& L = a.layers[l];
+  if (L.op) return L.op->cost(L.in) + (l + 1 == a.layers.size() ? 4.0 * static_cast<double>(L.out) : 0.0);
   const auto io = static_cast<double>(L.in) * static_cast<double>(L.out);
   const auto out = static_cast<double>(L.out);
   return (l == 0 ? 2.0 : 3.0) * io + 4.0 * out + (l + 1 == a.layers.size() ? 4.0 * out : 0.0);

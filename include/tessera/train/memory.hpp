@@ -120,6 +120,7 @@ inline std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) noexcept { retur
 /// One layer as a worker holds it.
 struct HeldLayer {
   std::size_t in = 0, out = 0;
+  std::size_t saved_per_row = 0;  ///< what a layer kind keeps per row for its backward pass
 };
 
 /// Bytes of a Network's workspace (model/network.hpp) for `rows` rows and `slots` activation sets
@@ -128,7 +129,7 @@ struct HeldLayer {
 inline std::uint64_t network_bytes(const std::vector<HeldLayer>& layers, std::size_t rows, std::size_t slots, bool fused) {
   std::uint64_t outs = 0, widest = 0;
   for (const HeldLayer& L : layers) {
-    outs = saturating_add(outs, L.out);
+    outs = saturating_add(saturating_add(outs, L.out), L.saved_per_row);
     widest = std::max<std::uint64_t>({widest, L.in, L.out});
   }
   std::uint64_t n = saturating_mul(saturating_mul(outs, rows), std::max<std::size_t>(slots, 1));
@@ -141,7 +142,8 @@ inline std::uint64_t network_bytes(const std::vector<HeldLayer>& layers, std::si
 
 inline std::vector<HeldLayer> held_layers(const Architecture& a, std::size_t first, std::size_t end) {
   std::vector<HeldLayer> v;
-  for (std::size_t l = first; l < end; ++l) v.push_back({a.layers[l].in, a.layers[l].out});
+  for (std::size_t l = first; l < end; ++l)
+    v.push_back({a.layers[l].in, a.layers[l].out, a.layers[l].op ? a.layers[l].op->saved_per_row(a.layers[l].in) : 0});
   return v;
 }
 
