@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tessera/tessera.hpp"
 
@@ -87,6 +88,19 @@ struct Lion {
     s[0] = beta2 * s[0] + (1.0f - beta2) * g;
   }
 };
+
+/// n rows of d features in k classes (class c shifted by +2 in feature c), for the shipped kinds.
+inline tessera::data::Dataset blobs(std::size_t n, std::size_t d, std::size_t k) {
+  tessera::Matrix x(n, d);
+  std::vector<float> y(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t c = (i * 7 + i / 5) % k;
+    y[i] = float(c);
+    for (std::size_t j = 0; j < d; ++j)
+      x(i, j) = tessera::rng::normal(3, tessera::rng::Stream::user, i * d + j, 0) + (j == c ? 2.0f : 0.0f);
+  }
+  return {std::move(x), std::move(y)};
+}
 
 /// Makes model files with the layer and the loss loadable.
 inline void register_parts() {

@@ -21,6 +21,7 @@ using namespace tessera;
 using test::ErrorWith;
 
 namespace {
+using user::blobs;
 std::vector<float> params(const Model& m) { return {m.parameters().begin(), m.parameters().end()}; }
 bool bitwise(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -32,16 +33,6 @@ double max_relative_difference(const std::vector<float>& a, const std::vector<fl
   return worst;
 }
 
-data::Dataset blobs(std::size_t n, std::size_t d, std::size_t k) {
-  Matrix x(n, d);
-  std::vector<float> y(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t c = (i * 7 + i / 5) % k;
-    y[i] = float(c);
-    for (std::size_t j = 0; j < d; ++j) x(i, j) = rng::normal(3, rng::Stream::user, i * d + j, 0) + (j == c ? 2.0f : 0.0f);
-  }
-  return {std::move(x), std::move(y)};
-}
 
 /// A classifier with both shipped layer kinds: 6 -> 16 tanh -> layer_norm -> dropout(0.25) -> 3.
 Model normed(std::uint64_t seed = 5, float drop = 0.25f) {

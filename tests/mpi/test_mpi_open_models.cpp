@@ -17,16 +17,7 @@
 using namespace tessera;
 
 namespace {
-data::Dataset blobs(std::size_t n, std::size_t d, std::size_t k) {
-  Matrix x(n, d);
-  std::vector<float> y(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t c = (i * 7 + i / 5) % k;
-    y[i] = float(c);
-    for (std::size_t j = 0; j < d; ++j) x(i, j) = rng::normal(3, rng::Stream::user, i * d + j, 0) + (j == c ? 2.0f : 0.0f);
-  }
-  return {std::move(x), std::move(y)};
-}
+using user::blobs;
 Model normed(std::uint64_t seed) {
   return Model(6, {layers::dense(16, Activation::tanh), layers::layer_norm(), layers::dropout(0.25f), layers::dense(3)},
                loss::softmax_cross_entropy, {.seed = seed, .weight_decay = 1e-3f});

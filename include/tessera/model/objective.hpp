@@ -24,6 +24,7 @@
 
 #include "tessera/core/error.hpp"
 #include "tessera/detail/launch.hpp"
+#include "tessera/detail/loss_kernels.hpp"
 #include "tessera/model/loss.hpp"
 
 namespace tessera {
@@ -105,7 +106,7 @@ struct HuberRow {
   }
 };
 
-/// Softmax cross-entropy with a weight per class: row r's loss and gradient times w[y_r].
+/// Softmax cross-entropy with a weight per class: the plain row's loss and gradient times w[y_r].
 struct WeightedSoftmaxRow {
   const float* z;
   const float* y;
@@ -114,19 +115,8 @@ struct WeightedSoftmaxRow {
   float scale;
   const float* w;
   TESSERA_HD double operator()(std::size_t r) const {
-    const float* zr = z + r * cols;
-    float m = zr[0];
-    for (std::size_t j = 1; j < cols; ++j) m = zr[j] > m ? zr[j] : m;
-    float sum = 0.0f;
-    for (std::size_t j = 0; j < cols; ++j) sum += std::exp(zr[j] - m);
-    const auto label = static_cast<std::size_t>(y[r]);
-    const float wr = w[label], lse = m + std::log(sum);
-    if (grad) {
-      const float inv = 1.0f / sum, f = scale * wr;
-      float* g = grad + r * cols;
-      for (std::size_t j = 0; j < cols; ++j) g[j] = f * (std::exp(zr[j] - m) * inv - (j == label ? 1.0f : 0.0f));
-    }
-    return static_cast<double>(wr) * (static_cast<double>(lse) - zr[label]);
+    const float wr = w[static_cast<std::size_t>(y[r])];
+    return static_cast<double>(wr) * SoftmaxCrossEntropyRow{z, y, grad, cols, scale * wr}(r);
   }
 };
 
