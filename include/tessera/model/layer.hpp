@@ -80,6 +80,22 @@ struct LayerPass {
 };
 
 namespace detail {
+/// The shortest decimal text that reads back as the same float: the form options() write.
+inline std::string float_text(float v) {
+  char b[32];
+  for (int digits = 6; digits <= 9; ++digits) {
+    std::snprintf(b, sizeof b, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(b, nullptr) == v) break;
+  }
+  return b;
+}
+/// A float read from the whole of `text`, or throws (ErrorKind::format) naming what it is.
+inline float parse_float(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  const float f = std::strtof(text.c_str(), &end);
+  require(!text.empty() && end == text.c_str() + text.size(), ErrorKind::format, what + " is not a number: '" + text + "'");
+  return f;
+}
 /// The shipped kinds other than dense, which every device runs through the same Thrust kernels.
 enum class BuiltinLayer { none, layer_norm, dropout, embedding };
 }  // namespace detail
@@ -141,7 +157,7 @@ class LayerNorm final : public LayerOp {
   /// The variance guard.
   [[nodiscard]] float epsilon() const noexcept { return eps_; }
   [[nodiscard]] std::string kind() const override { return "layer_norm"; }
-  [[nodiscard]] std::string options() const override { return "epsilon=" + format(eps_); }
+  [[nodiscard]] std::string options() const override { return "epsilon=" + detail::float_text(eps_); }
   [[nodiscard]] std::size_t parameter_count(std::size_t in) const override { return 2 * in; }
   [[nodiscard]] std::size_t saved_per_row(std::size_t) const override { return 2; }
   [[nodiscard]] double cost(std::size_t in) const override { return 12.0 * static_cast<double>(in); }
@@ -169,15 +185,6 @@ class LayerNorm final : public LayerOp {
                              detail::LayerNormInputGradient{p.x, p.dy, p.dx, p.params, p.saved, p.in});
   }
 
-  /// The shortest decimal text that reads back as the same float, the form options() writes.
-  static std::string format(float v) {
-    char b[32];
-    for (int digits = 6; digits <= 9; ++digits) {
-      std::snprintf(b, sizeof b, "%.*g", digits, static_cast<double>(v));
-      if (std::strtof(b, nullptr) == v) break;
-    }
-    return b;
-  }
 
  private:
   float eps_;
@@ -197,7 +204,7 @@ class Dropout final : public LayerOp {
   /// The drop probability.
   [[nodiscard]] float probability() const noexcept { return p_; }
   [[nodiscard]] std::string kind() const override { return "dropout"; }
-  [[nodiscard]] std::string options() const override { return "p=" + LayerNorm::format(p_); }
+  [[nodiscard]] std::string options() const override { return "p=" + detail::float_text(p_); }
   [[nodiscard]] double cost(std::size_t in) const override { return 4.0 * static_cast<double>(in); }
   void forward(const LayerPass& p) const override { run_forward(thrust::cpp::par, p); }
   void backward(const LayerPass& p) const override { run_backward(thrust::cpp::par, p); }
@@ -358,7 +365,7 @@ class Embedding final : public LayerOp {
                  "layer " + std::to_string(p.layer) + " (" + describe() + "): row " + std::to_string(r) +
                      " of the pass (of " + std::to_string(p.rows) + "), id column " + std::to_string(c) +
                      " (input feature " + std::to_string(feature) + ") holds " +
-                     LayerNorm::format(static_cast<float>(v)) + ", which " + why +
+                     detail::float_text(static_cast<float>(v)) + ", which " + why +
                      "; an id must be a whole number in [0, " + std::to_string(vocabulary_) + ") (vocabulary " +
                      std::to_string(vocabulary_) + "); " + std::to_string(count) + " of the pass's " +
                      std::to_string(ids) + " ids " + (count == 1 ? "is" : "are") + " bad");
@@ -402,8 +409,10 @@ inline LayerRegistry& layer_registry() {
   return r;
 }
 
-/// "key=value" of `options` (options of the form "a=1,b=2"), or throws naming the kind.
-inline std::string option_value(const std::string& options, std::string_view key, const std::string& kind) {
+/// "key=value" of `options` (options of the form "a=1,b=2"), or throws naming the kind (of a layer,
+/// or of what `family` says).
+inline std::string option_value(const std::string& options, std::string_view key, const std::string& kind,
+                                const char* family = "layer") {
   std::size_t at = 0;
   while (at <= options.size()) {
     const std::size_t end = std::min(options.find(',', at), options.size());
@@ -412,16 +421,12 @@ inline std::string option_value(const std::string& options, std::string_view key
       return std::string(item.substr(key.size() + 1));
     at = end + 1;
   }
-  fail(ErrorKind::format, "layer kind '" + kind + "': option '" + std::string(key) + "' missing in '" + options + "'");
+  fail(ErrorKind::format, std::string(family) + " kind '" + kind + "': option '" + std::string(key) + "' missing in '" +
+                              options + "'");
 }
-/// A float option, checked to be a whole number text.
+/// A float option.
 inline float float_option(const std::string& options, std::string_view key, const std::string& kind) {
-  const std::string v = option_value(options, key, kind);
-  char* end = nullptr;
-  const float f = std::strtof(v.c_str(), &end);
-  require(!v.empty() && end == v.c_str() + v.size(), ErrorKind::format,
-          "layer kind '" + kind + "': option '" + std::string(key) + "' is not a number: '" + v + "'");
-  return f;
+  return parse_float(option_value(options, key, kind), "layer kind '" + kind + "': option '" + std::string(key) + "'");
 }
 /// A count option: a decimal text of digits only (no sign, no space), within std::size_t.
 inline std::size_t size_option(const std::string& options, std::string_view key, const std::string& kind) {

@@ -25,6 +25,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/detail/launch.hpp"
 #include "tessera/detail/loss_kernels.hpp"
+#include "tessera/model/layer.hpp"
 #include "tessera/model/loss.hpp"
 
 namespace tessera {
@@ -137,15 +138,6 @@ double run_loss_rows(Exec&& exec, const LossPass& p, Row row) {
   return sum_over(exec, p.rows, row);
 }
 
-/// The shortest decimal text that reads back as the same float.
-inline std::string float_text(float v) {
-  char b[32];
-  for (int digits = 6; digits <= 9; ++digits) {
-    std::snprintf(b, sizeof b, "%.*g", digits, static_cast<double>(v));
-    if (std::strtof(b, nullptr) == v) break;
-  }
-  return b;
-}
 }  // namespace detail
 
 /// The Huber loss with threshold `delta` (> 0): squared error near the target, absolute error
@@ -282,26 +274,6 @@ inline LossRegistry& loss_registry() {
 inline bool shipped_loss_kind(std::string_view kind) {
   return kind == "huber" || kind == "weighted_softmax_cross_entropy";
 }
-/// The value of "key=value" in options "a=1,b=2", or throws naming the kind.
-inline std::string loss_option(const std::string& options, std::string_view key, const std::string& kind) {
-  std::size_t at = 0;
-  while (at <= options.size()) {
-    std::size_t end = options.find(',', at);
-    if (end == std::string::npos) end = options.size();
-    const std::string_view item(options.data() + at, end - at);
-    if (item.size() > key.size() && item.substr(0, key.size()) == key && item[key.size()] == '=')
-      return std::string(item.substr(key.size() + 1));
-    at = end + 1;
-  }
-  fail(ErrorKind::format, "loss kind '" + kind + "': option '" + std::string(key) + "' missing in '" + options + "'");
-}
-/// A float read from the whole of `text`, or throws naming what it is.
-inline float parse_float(const std::string& text, const std::string& what) {
-  char* end = nullptr;
-  const float f = std::strtof(text.c_str(), &end);
-  require(!text.empty() && end == text.c_str() + text.size(), ErrorKind::format, what + " is not a number: '" + text + "'");
-  return f;
-}
 }  // namespace detail
 
 /// Makes model files with losses of kind `kind` loadable (see register_layer). The shipped kinds
@@ -327,9 +299,9 @@ inline bool loss_registered(std::string_view kind) {
 /// Rebuilds a loss from a model file's (kind, options); throws Error (ErrorKind::format) for an
 /// unknown kind (naming register_loss) or options it cannot read.
 inline std::shared_ptr<const LossOp> make_loss(const std::string& kind, const std::string& options) {
-  if (kind == "huber") return std::make_shared<HuberLoss>(detail::parse_float(detail::loss_option(options, "delta", kind), "huber's delta"));
+  if (kind == "huber") return std::make_shared<HuberLoss>(detail::parse_float(detail::option_value(options, "delta", kind, "loss"), "huber's delta"));
   if (kind == "weighted_softmax_cross_entropy") {
-    const std::string list = detail::loss_option(options, "weights", kind);
+    const std::string list = detail::option_value(options, "weights", kind, "loss");
     std::vector<float> w;
     std::size_t at = 0;
     while (at <= list.size() && w.size() <= (std::size_t{1} << 20)) {
